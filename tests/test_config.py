@@ -1,0 +1,96 @@
+import ast
+import dataclasses
+import inspect
+import textwrap
+
+import pytest
+
+from irg_rl.config import MISSING, ConfigError, load_config, parse_cli
+
+
+@dataclasses.dataclass
+class Optim:
+    # learning rate
+    lr: float = 1e-4
+    # number of warmup steps
+    warmup_steps: int = 0
+
+
+@dataclasses.dataclass
+class Recipe:
+    # where outputs go
+    output_dir: str = MISSING
+    # optimiser settings
+    optim: Optim = dataclasses.field(default_factory=Optim)
+    # random seed
+    seed: int = 0
+
+
+def _write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_inheritance_and_overrides(tmp_path):
+    base = _write(tmp_path / "base.yaml", "output_dir: out\noptim:\n  lr: 0.5\n  warmup_steps: 3\n")
+    child = _write(tmp_path / "child.yaml", "base: base.yaml\noptim:\n  lr: 0.25\n")
+    cfg = load_config(Recipe, child, ["seed=7"])
+    assert cfg == Recipe(output_dir="out", optim=Optim(lr=0.25, warmup_steps=3), seed=7)
+    assert base.exists()
+
+
+def test_misspelled_key_names_key_file_and_suggestion(tmp_path):
+    path = _write(tmp_path / "r.yaml", "output_dir: out\noptim:\n  warmup_step: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Recipe, path)
+    msg = str(info.value)
+    assert "optim.warmup_step" in msg and str(path) in msg and "optim.warmup_steps" in msg
+
+
+def test_wrong_type_and_missing_value(tmp_path):
+    path = _write(tmp_path / "r.yaml", "output_dir: out\nseed: abc\n")
+    with pytest.raises(ConfigError, match=r"r.yaml.*seed"):
+        load_config(Recipe, path)
+    with pytest.raises(ConfigError, match="output_dir"):
+        load_config(Recipe, None, [])
+    with pytest.raises(ConfigError, match="command-line override 'sed'.*Did you mean 'seed'"):
+        load_config(Recipe, None, ["output_dir=x", "sed=1"])
+
+
+def test_print_config(capsys, tmp_path):
+    path = _write(tmp_path / "r.yaml", "output_dir: out\n")
+    with pytest.raises(SystemExit) as info:
+        parse_cli(Recipe, ["--config", str(path), "optim.lr=0.1", "--print-config"])
+    assert info.value.code == 0
+    assert "lr: 0.1" in capsys.readouterr().out
+
+
+def _schema_classes():
+    """Every dataclass used as a recipe schema in the library."""
+    import importlib
+    import pkgutil
+
+    import irg_rl
+
+    found = []
+    for mod in pkgutil.walk_packages(irg_rl.__path__, "irg_rl."):
+        if ".bench" in mod.name:
+            continue
+        module = importlib.import_module(mod.name)
+        for _, obj in inspect.getmembers(module, dataclasses.is_dataclass):
+            if obj.__module__ == module.__name__ and obj.__name__.endswith(("Config", "Recipe", "Spec")):
+                found.append(obj)
+    return found
+
+
+def test_every_config_field_has_a_comment():
+    missing = []
+    for cls in _schema_classes():
+        src = inspect.getsource(cls).splitlines()
+        tree = ast.parse(textwrap.dedent("\n".join(src)))
+        for node in tree.body[0].body:
+            if isinstance(node, ast.AnnAssign):
+                above = src[node.lineno - 2].strip() if node.lineno >= 2 else ""
+                if not above.startswith("#"):
+                    missing.append(f"{cls.__module__}.{cls.__name__}.{node.target.id}")
+    assert not missing, f"fields without a one-line comment above them: {missing}"
