@@ -1,0 +1,195 @@
+"""Write the six IRGL learning modes for ShapesWorld in the official parquet format.
+
+Per training prompt: image_2 = a correct rendering (the target); think_1 = a plan naming its objects and places;
+image_1 = a controlled corruption of the target (or, for `correct_share` of prompts, the target itself);
+think_2 = a four-part reflection written from the scorer's reading of image_1. Also writes `prompts_heldout.jsonl`
+(GenEval metadata lines for evaluation), `metadata.jsonl` (per example: prompt metadata, corruption kind, image_1
+score), `world.yaml` and `preview.png` (prompt | image_1 | image_2 rows).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from irg_rl.config import to_yaml
+from irg_rl.data import modes as M
+from irg_rl.data.format import Part, Turn, image_part, text_part, write_mode_shard
+from irg_rl.tasks.shapes import (
+    ShapesWorldConfig,
+    corrupt,
+    enumerate_prompts,
+    generate_prompts,
+    layout_scene,
+    render_scene,
+    score_image,
+    write_reflection,
+    write_think1,
+)
+
+
+@dataclass
+class ShapesDataConfig:
+    """Recipe for `scripts/make_shapes_data.py`."""
+
+    # the ShapesWorld the data is drawn from
+    world: ShapesWorldConfig = field(default_factory=ShapesWorldConfig)
+    # training prompts drawn (one conversation per prompt in every mode)
+    num_prompts: int = 1000
+    # seed of prompts, layouts, corruptions and text templates
+    seed: int = 0
+    # share of prompts whose image_1 is already correct (the reflection says so and keeps it)
+    correct_share: float = 0.2
+    # conversations per parquet shard
+    shard_size: int = 4096
+    # rows shown in preview.png
+    preview_rows: int = 8
+
+    def validate(self) -> None:
+        if self.num_prompts < 1:
+            raise ValueError(f"num_prompts: must be >= 1, got {self.num_prompts}")
+        if not 0.0 <= self.correct_share <= 1.0:
+            raise ValueError(f"correct_share: must be in [0, 1], got {self.correct_share}")
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size: must be >= 1, got {self.shard_size}")
+
+
+@dataclass
+class ShapesExample:
+    """Everything one prompt contributes to the six modes."""
+
+    # GenEval metadata of the prompt
+    meta: dict
+    # plan text, <think> ... </think>
+    think_1: str
+    # uint8 [H, W, 3] first image (a corruption, or the target when already correct)
+    image_1: np.ndarray
+    # reflection text on image_1, <think> ... </think>
+    think_2: str
+    # uint8 [H, W, 3] the correct target image
+    image_2: np.ndarray
+    # corruption kind of image_1, or "correct"
+    kind: str
+    # scorer's strict score of image_1
+    image_1_strict: float
+
+
+def make_example(
+    meta: dict, world: ShapesWorldConfig, rng: np.random.Generator, correct: bool
+) -> ShapesExample:
+    """Build one example; raises if a corruption is not caught by the scorer (it must be)."""
+    scene = layout_scene(meta, world, rng)
+    image_2 = render_scene(scene, world)
+    think_1 = write_think1(meta, rng, scene, world)
+    if correct:
+        scene_1, kind = scene, "correct"
+    else:
+        scene_1, kind = corrupt(meta, world, rng, scene=scene)
+    image_1 = render_scene(scene_1, world)
+    score_1 = score_image(image_1, meta, world)
+    if score_1.strict != float(correct):
+        raise RuntimeError(
+            f"scorer disagrees with the construction of image_1 for '{meta['prompt']}' ({kind}): "
+            f"strict={score_1.strict}; seen: {score_1.description}"
+        )
+    think_2 = write_reflection(meta, score_1, rng, scene, world)
+    return ShapesExample(meta, think_1, image_1, think_2, image_2, kind, score_1.strict)
+
+
+def mode_conversations(ex: ShapesExample) -> dict[str, list[Turn]]:
+    """The example as one conversation per learning mode (DESIGN.md section 3)."""
+    user = Turn("user", ex.meta["prompt"])
+
+    def conv(*parts: Part) -> list[Turn]:
+        return [user, Turn("assistant", list(parts))]
+
+    # An already-correct image_1 is also a good generation: train it and keep it as a condition (all three flags).
+    img1 = image_part(ex.image_1, need_loss=ex.kind == "correct", need_vae=True, need_vit=True)
+    img1_cond = image_part(ex.image_1, need_vae=True, need_vit=True)
+    img2_cond = image_part(ex.image_2, need_vae=True, need_vit=True)
+    return {
+        M.INITIAL_THINKING_UNDERSTANDING: conv(img2_cond, text_part(ex.think_1)),
+        M.INITIAL_THINKING_GENERATION: conv(text_part(ex.think_1)),
+        M.INITIAL_FULL: conv(text_part(ex.think_1), image_part(ex.image_2, need_loss=True)),
+        M.IMPROVING_THINKING_UNDERSTANDING: conv(img1_cond, img2_cond, text_part(ex.think_2)),
+        M.IMPROVING_THINKING_GENERATION: conv(
+            text_part(ex.think_1, need_loss=False), img1_cond, text_part(ex.think_2)
+        ),
+        M.IMPROVING_FULL: conv(
+            text_part(ex.think_1, need_loss=False),
+            img1,
+            text_part(ex.think_2),
+            image_part(ex.image_2, need_loss=True),
+        ),
+    }
+
+
+def write_preview(path: Path, examples: list[ShapesExample], scale: int = 4) -> Path:
+    """PNG grid, one row per example: prompt | image_1 | image_2 (images upscaled `scale` times)."""
+    size = examples[0].image_2.shape[0] * scale
+    text_w, pad = 300, 4
+    canvas = Image.new(
+        "RGB", (text_w + 2 * (size + pad) + pad, len(examples) * (size + pad) + pad), "lightgray"
+    )
+    draw = ImageDraw.Draw(canvas)
+    for r, ex in enumerate(examples):
+        y = pad + r * (size + pad)
+        draw.text((pad, y + 2), ex.meta["prompt"], fill="black")
+        draw.text(
+            (pad, y + 16), f"image_1: {ex.kind}", fill="darkred" if ex.kind != "correct" else "darkgreen"
+        )
+        for c, img in enumerate((ex.image_1, ex.image_2)):
+            big = Image.fromarray(img).resize((size, size), Image.NEAREST)
+            canvas.paste(big, (text_w + pad + c * (size + pad), y))
+    canvas.save(path)
+    return path
+
+
+def build_shapes_data(out: str | Path, cfg: ShapesDataConfig) -> dict:
+    """Write the dataset under `out`; returns a summary (counts per mode and corruption kind, files)."""
+    cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    world = cfg.world
+    metas = generate_prompts(world, cfg.num_prompts, seed=cfg.seed, split="train")
+    buffers: dict[str, list] = {m: [] for m in M.MODES}
+    shard = 0
+    kinds: dict[str, int] = {}
+    preview: list[ShapesExample] = []
+    with open(out / "metadata.jsonl", "w") as meta_file:
+        for i, meta in enumerate(metas):
+            rng = np.random.default_rng([cfg.seed, i])
+            ex = make_example(meta, world, rng, correct=bool(rng.random() < cfg.correct_share))
+            kinds[ex.kind] = kinds.get(ex.kind, 0) + 1
+            if len(preview) < cfg.preview_rows:
+                preview.append(ex)
+            row = {"index": i, "metadata": meta, "image_1_kind": ex.kind, "image_1_strict": ex.image_1_strict}
+            meta_file.write(json.dumps(row) + "\n")
+            for mode, conv in mode_conversations(ex).items():
+                buffers[mode].append(conv)
+            if len(buffers[M.MODES[0]]) >= cfg.shard_size:
+                for mode in M.MODES:
+                    write_mode_shard(out, mode, buffers[mode], shard=shard)
+                    buffers[mode] = []
+                shard += 1
+    if buffers[M.MODES[0]]:
+        for mode in M.MODES:
+            write_mode_shard(out, mode, buffers[mode], shard=shard)
+    heldout = enumerate_prompts(world, "heldout")
+    with open(out / "prompts_heldout.jsonl", "w") as f:
+        for meta in heldout:
+            f.write(json.dumps(meta) + "\n")
+    (out / "world.yaml").write_text(to_yaml(world))
+    write_preview(out / "preview.png", preview)
+    return {
+        "out": str(out),
+        "conversations_per_mode": len(metas),
+        "modes": list(M.MODES),
+        "image_1_kinds": kinds,
+        "heldout_prompts": len(heldout),
+        "train_prompt_space": len(enumerate_prompts(world, "train")),
+    }

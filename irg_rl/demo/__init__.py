@@ -1,0 +1,1 @@
+"""The `make demo` pipeline on ShapesWorld: stages that reuse finished work on a rerun."""

@@ -1,0 +1,177 @@
+"""KV cache for batched incremental inference, and the attention functions of the packed and cached paths.
+
+Layout (padded, left-aligned): per layer, keys and values are [B, Hkv, capacity, D]; sample b's valid entries
+are [0, lens[b]). Keys are stored after RoPE. `rope[b]` is the next RoPE position of sample b. Samples may hold
+different lengths; unused slots are masked out. Caches are plain tensors: `clone()` forks a context (CFG branches
+share a prefix by forking), `select(idx)` gathers/repeats samples (e.g. one prompt -> G samples), `cat` stacks
+caches along the batch (e.g. main + CFG branches evaluated in one call).
+Writing into a cache is in place: use the cached API under `torch.no_grad()`; gradients go through
+`BagelModel.forward_packed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class KVCache:
+    # per-layer keys [B, Hkv, capacity, D] (post-RoPE)
+    keys: list[torch.Tensor]
+    # per-layer values [B, Hkv, capacity, D]
+    values: list[torch.Tensor]
+    # valid entries per sample [B] (long)
+    lens: torch.Tensor
+    # next RoPE position per sample [B] (long)
+    rope: torch.Tensor
+
+    @staticmethod
+    def empty(
+        num_layers: int,
+        batch: int,
+        num_kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        capacity: int = 0,
+    ) -> KVCache:
+        shape = (batch, num_kv_heads, capacity, head_dim)
+        return KVCache(
+            keys=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)],
+            values=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)],
+            lens=torch.zeros(batch, dtype=torch.long, device=device),
+            rope=torch.zeros(batch, dtype=torch.long, device=device),
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return self.lens.shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def max_len(self) -> int:
+        return int(self.lens.max()) if self.batch_size else 0
+
+    def clone(self) -> KVCache:
+        """An independent copy (trimmed to the longest sample)."""
+        n = self.max_len()
+        return KVCache(
+            [k[:, :, :n].clone() for k in self.keys],
+            [v[:, :, :n].clone() for v in self.values],
+            self.lens.clone(),
+            self.rope.clone(),
+        )
+
+    def select(self, index: torch.Tensor | list[int]) -> KVCache:
+        """Samples `index` (may repeat, e.g. `torch.arange(B).repeat_interleave(G)`), as a new cache."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.lens.device)
+        n = int(self.lens[index].max()) if index.numel() else 0
+        return KVCache(
+            [k[index, :, :n] for k in self.keys],
+            [v[index, :, :n] for v in self.values],
+            self.lens[index].clone(),
+            self.rope[index].clone(),
+        )
+
+    @staticmethod
+    def cat(caches: list[KVCache]) -> KVCache:
+        """Stack caches along the batch (padding each to the longest)."""
+        n = max(c.max_len() for c in caches)
+
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            t = t[:, :, :n]
+            return F.pad(t, (0, 0, 0, n - t.shape[2]))
+
+        layers = range(len(caches[0].keys))
+        return KVCache(
+            [torch.cat([pad(c.keys[i]) for c in caches]) for i in layers],
+            [torch.cat([pad(c.values[i]) for c in caches]) for i in layers],
+            torch.cat([c.lens for c in caches]),
+            torch.cat([c.rope for c in caches]),
+        )
+
+    def ensure_capacity(self, needed: int) -> None:
+        if needed <= self.capacity:
+            return
+        new_cap = max(needed, 2 * self.capacity, 64)
+        for store in (self.keys, self.values):
+            for i, t in enumerate(store):
+                store[i] = F.pad(t, (0, 0, 0, new_cap - t.shape[2]))
+
+
+class PackedAttention:
+    """Attention for a packed sequence: samples are padded into a batch, each with its own boolean mask."""
+
+    def __init__(self, sample_lens: list[int], masks: list[torch.Tensor], device: torch.device):
+        self.B, self.Lmax = len(sample_lens), max(sample_lens)
+        rows = [torch.arange(n) + b * self.Lmax for b, n in enumerate(sample_lens)]
+        self.dest = torch.cat(rows).to(device)  # packed position -> padded slot
+        full = torch.ones(self.B, self.Lmax, self.Lmax, dtype=torch.bool)
+        for b, (n, m) in enumerate(zip(sample_lens, masks, strict=True)):
+            full[b, :n, :n] = m
+            full[b, :n, n:] = False  # valid queries never see padding; padded queries see all (no NaN)
+        self.mask = full[:, None].to(device)
+        self.identity = self.B == 1
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        if self.identity:
+            return x.transpose(0, 1)[None]
+        out = x.new_zeros(self.B * self.Lmax, *x.shape[1:])
+        out[self.dest] = x
+        return out.view(self.B, self.Lmax, *x.shape[1:]).transpose(1, 2)
+
+    def __call__(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q [L, Hq, D], k/v [L, Hkv, D] -> [L, Hq, D]."""
+        out = F.scaled_dot_product_attention(
+            self._pad(q), self._pad(k), self._pad(v), attn_mask=self.mask, enable_gqa=True
+        )
+        out = out.transpose(1, 2).reshape(self.B * self.Lmax, *q.shape[1:])
+        return out if self.identity else out[self.dest]
+
+
+class CachedAttention:
+    """New tokens [B, Lq] (flattened to B*Lq rows) attend to the cache plus themselves.
+
+    Inside the new block: causal (text) or full (image blocks). Rows i >= q_lens[b] are padding: their outputs
+    are meaningless and their keys are never written. With write=True the new keys/values are appended.
+    """
+
+    def __init__(self, cache: KVCache, q_lens: torch.Tensor, Lq: int, causal: bool, write: bool):
+        self.cache, self.Lq, self.write = cache, Lq, write
+        dev = cache.lens.device
+        B = cache.batch_size
+        self.Lc = cache.max_len()
+        i = torch.arange(Lq, device=dev)
+        cached = torch.arange(self.Lc, device=dev)[None, None, :] < cache.lens[:, None, None]
+        cached = cached.expand(B, Lq, self.Lc)
+        new = i[None, None, :] < q_lens[:, None, None]
+        if causal:
+            new = new & (i[None, None, :] <= i[None, :, None])
+        mask = torch.cat([cached, new.expand(B, Lq, Lq)], dim=2)
+        pad_rows = i[None, :] >= q_lens[:, None]
+        self.mask = (mask | pad_rows[:, :, None])[:, None]
+        if write:
+            cache.ensure_capacity(int((cache.lens + q_lens).max()))
+            valid = ~pad_rows
+            self.wb, self.wi = valid.nonzero(as_tuple=True)
+            self.wpos = cache.lens[self.wb] + self.wi
+
+    def __call__(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        B, Lq = self.cache.batch_size, self.Lq
+        q = q.view(B, Lq, *q.shape[1:]).transpose(1, 2)
+        k = k.view(B, Lq, *k.shape[1:]).transpose(1, 2)
+        v = v.view(B, Lq, *v.shape[1:]).transpose(1, 2)
+        ck = self.cache.keys[layer_idx][:, :, : self.Lc]
+        cv = self.cache.values[layer_idx][:, :, : self.Lc]
+        out = F.scaled_dot_product_attention(
+            q, torch.cat([ck, k], dim=2), torch.cat([cv, v], dim=2), attn_mask=self.mask, enable_gqa=True
+        )
+        if self.write:
+            self.cache.keys[layer_idx][self.wb, :, self.wpos] = k[self.wb, :, self.wi]
+            self.cache.values[layer_idx][self.wb, :, self.wpos] = v[self.wb, :, self.wi]
+        return out.transpose(1, 2).reshape(B * Lq, q.shape[1], q.shape[3])

@@ -1,0 +1,1 @@
+"""Synthetic tasks the framework ships with (ShapesWorld: `irg_rl.tasks.shapes`)."""

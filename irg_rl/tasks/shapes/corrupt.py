@@ -1,0 +1,116 @@
+"""Controlled wrong scenes (the stand-in for a weak image_1): each kind breaks at least one GenEval clause.
+
+Kinds that cannot break a prompt's clauses are not offered for it (GenEval's includes are "at least", so an
+extra object only breaks counting prompts, through their exclude clause).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from irg_rl.tasks.shapes.layout import as_rng, cell_object, cell_of, layout_scene, relations_between
+from irg_rl.tasks.shapes.world import Scene, SceneObject, ShapesWorldConfig
+
+CORRUPTION_KINDS: tuple[str, ...] = (
+    "wrong_count",
+    "wrong_color",
+    "wrong_position",
+    "missing_object",
+    "extra_object",
+    "wrong_shape",
+)
+
+
+def applicable_corruptions(meta: dict, cfg: ShapesWorldConfig) -> list[str]:
+    """The corruption kinds that make this prompt fail."""
+    kinds = ["missing_object"]
+    if meta.get("tag") == "counting" or meta.get("exclude"):
+        kinds += ["wrong_count", "extra_object"]
+    if any("color" in r for r in meta["include"]) and len(cfg.colors) > 1:
+        kinds.append("wrong_color")
+    if any("position" in r for r in meta["include"]):
+        kinds.append("wrong_position")
+    if len(cfg.shapes) > 1:
+        kinds.append("wrong_shape")
+    return [k for k in CORRUPTION_KINDS if k in kinds]
+
+
+def _free_spot(scene: Scene, cfg: ShapesWorldConfig, rng: np.random.Generator) -> tuple[float, float]:
+    """Centre for one more object that overlaps nothing (a free cell in grid layout)."""
+    if cfg.layout == "grid":
+        used = {cell_of(o, cfg) for o in scene}
+        free = [c for c in range(cfg.grid_size**2) if c not in used]
+        o = cell_object("square", "red", free[int(rng.integers(len(free)))], cfg)
+        return o.cx, o.cy
+    s, n = float(cfg.object_px), cfg.image_size
+    for _ in range(5000):
+        x, y = rng.uniform(s / 2 + 1, n - s / 2 - 1, size=2)
+        if all(max(abs(x - o.cx), abs(y - o.cy)) >= s + 2 for o in scene):
+            return float(x), float(y)
+    raise ValueError("no free spot for an extra object; lower object_size or object counts")
+
+
+def _objects_of(meta: dict) -> list[int]:
+    """Include index of each object layout_scene makes (objects come in include order)."""
+    owner = []
+    for i, req in enumerate(meta["include"]):
+        owner += [i] * req["count"]
+    return owner
+
+
+def corrupt(
+    meta: dict,
+    cfg: ShapesWorldConfig,
+    rng: np.random.Generator | int | None = None,
+    kind: str | None = None,
+    scene: Scene | None = None,
+) -> tuple[Scene, str]:
+    """A wrong scene for the prompt and its kind (drawn among the applicable kinds when `kind` is None).
+
+    scene: the correct scene to corrupt (as made by `layout_scene` for this prompt, objects in include order);
+    a fresh layout is drawn when None. The input scene is not modified.
+    """
+    rng = as_rng(rng)
+    kinds = applicable_corruptions(meta, cfg)
+    if kind is None:
+        # kinds specific to the prompt's tag (count, colour, position) are drawn twice as often as generic ones
+        w = np.array([1.0 if k in ("missing_object", "wrong_shape") else 2.0 for k in kinds])
+        kind = kinds[int(rng.choice(len(kinds), p=w / w.sum()))]
+    elif kind not in kinds:
+        raise ValueError(f"corruption '{kind}' cannot break prompt '{meta['prompt']}'; applicable: {kinds}")
+    scene = list(scene) if scene is not None else layout_scene(meta, cfg, rng)
+    owner = _objects_of(meta)
+    pick = int(rng.integers(len(scene)))
+    if kind == "missing_object":
+        del scene[pick]
+    elif kind == "wrong_count":
+        req = meta["include"][0]
+        if req["count"] > 1 and rng.random() < 0.5:
+            del scene[pick]
+        else:
+            x, y = _free_spot(scene, cfg, rng)
+            scene.append(dataclasses.replace(scene[pick], cx=x, cy=y))
+    elif kind == "extra_object":
+        req = meta["exclude"][0]
+        x, y = _free_spot(scene, cfg, rng)
+        color = cfg.colors[int(rng.integers(len(cfg.colors)))]
+        scene.append(SceneObject(req["class"], color, x, y, float(cfg.object_px)))
+    elif kind == "wrong_color":
+        colored = [k for k, i in enumerate(owner) if "color" in meta["include"][i]]
+        k = colored[int(rng.integers(len(colored)))]
+        others = [c for c in cfg.colors if c != scene[k].color]
+        scene[k] = dataclasses.replace(scene[k], color=others[int(rng.integers(len(others)))])
+    elif kind == "wrong_shape":
+        others = [s for s in cfg.shapes if s != scene[pick].shape]
+        scene[pick] = dataclasses.replace(scene[pick], shape=others[int(rng.integers(len(others)))])
+    elif kind == "wrong_position":
+        a = next(k for k, i in enumerate(owner) if "position" in meta["include"][i])
+        b = owner.index(int(meta["include"][owner[a]]["position"][1]))
+        rel = meta["include"][owner[a]]["position"][0]
+        pa, pb = scene[a], scene[b]
+        scene[a] = dataclasses.replace(pa, cx=pb.cx, cy=pb.cy)
+        scene[b] = dataclasses.replace(pb, cx=pa.cx, cy=pa.cy)
+        assert rel not in relations_between(scene[a].box(), scene[b].box(), cfg.position_margin)
+    return scene, kind

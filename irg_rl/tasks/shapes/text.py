@@ -1,0 +1,256 @@
+"""Short thinking texts: think_1 plans (varied templates) and four-part reflections on image_1.
+
+Texts stay short with a small vocabulary so the tiny CPU model can learn them. A reflection is an analysis of
+image_1 followed by the three headed sections of the IRG reflection format.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from irg_rl.tasks.shapes.layout import as_rng
+from irg_rl.tasks.shapes.world import (
+    Scene,
+    SceneObject,
+    ShapesWorldConfig,
+    article,
+    noun_phrase,
+    number_word,
+    plural,
+)
+
+HEADINGS: tuple[str, ...] = (
+    "Detailed Explanation of Required Improvements",
+    "Step-by-Step Modification Guidance",
+    "Final Comprehensive Prompt for the Improved Image",
+)
+
+_ROWS = ("top", "middle", "bottom")
+_COLS = ("left", "centre", "right")
+
+
+def region(cx: float, cy: float, image_size: int) -> str:
+    """'top left', 'centre', 'bottom right', ... (thirds of the image)."""
+    r = _ROWS[min(int(3 * cy / image_size), 2)]
+    c = _COLS[min(int(3 * cx / image_size), 2)]
+    if r == "middle" and c == "centre":
+        return "centre"
+    return f"{r} {c}" if c != "centre" else f"{r} centre"
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _pick(rng: np.random.Generator, options: list[str]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def request_phrase(meta: dict) -> str:
+    """What the prompt asks for, in words: 'two circles', 'a circle left of a square', 'a red circle and ...'."""
+    inc = meta["include"]
+    for req in inc:
+        if "position" in req:
+            ref = inc[req["position"][1]]
+            return f"{noun_phrase(req['class'])} {req['position'][0]} {noun_phrase(ref['class'])}"
+    return _join([noun_phrase(r["class"], r["count"], r.get("color")) for r in inc])
+
+
+def _placed(obj: SceneObject, size: int) -> str:
+    words = f"{obj.color} {obj.shape}"
+    return f"{article(words)} {words} at the {region(obj.cx, obj.cy, size)}"
+
+
+def scene_phrase(scene: Scene, cfg: ShapesWorldConfig) -> str:
+    """'a red circle at the top left and a blue square at the centre'."""
+    return _join([_placed(o, cfg.image_size) for o in scene])
+
+
+def write_think1(
+    meta: dict,
+    rng: np.random.Generator | int | None = None,
+    scene: Scene | None = None,
+    cfg: ShapesWorldConfig | None = None,
+) -> str:
+    """A plan for the image, `<think> ... </think>`; names colours and places when `scene` (+ `cfg`) is given."""
+    rng = as_rng(rng)
+    req = request_phrase(meta)
+    parts = [
+        _pick(
+            rng,
+            [
+                f"The prompt asks for {req}.",
+                f"I need to draw {req}.",
+                f"The image should show {req}.",
+                f"The user wants {req}.",
+            ],
+        )
+    ]
+    for r in meta["include"]:
+        if "position" in r:
+            ref = meta["include"][r["position"][1]]["class"]
+            rel = r["position"][0]
+            parts.append(
+                _pick(
+                    rng,
+                    [f"The {r['class']} must be {rel} the {ref}.", f"Keep the {r['class']} {rel} the {ref}."],
+                )
+            )
+    if meta.get("exclude"):
+        r = meta["include"][0]
+        n = r["count"]
+        parts.append(
+            _pick(
+                rng,
+                [
+                    f"Exactly {number_word(n)} {plural(r['class'], n)}, no more.",
+                    f"I must count exactly {number_word(n)}.",
+                ],
+            )
+        )
+    if scene is not None:
+        if cfg is None:
+            raise ValueError(
+                "write_think1: pass cfg together with scene (it gives the image size for places)"
+            )
+        objs = scene_phrase(scene, cfg)
+        parts.append(_pick(rng, [f"I will place {objs}.", f"Plan: {objs}.", f"I will draw {objs}."]))
+    parts.append(
+        _pick(rng, ["The background stays white.", "Use a plain white background.", "Keep it simple."])
+    )
+    return "<think> " + " ".join(parts) + " </think>"
+
+
+def _clause_sentence(c: dict, meta: dict) -> str:
+    if c["kind"] == "count":
+        return f"It needs {noun_phrase(c['class'], c['need'])}, but I see {number_word(c['found'])}."
+    if c["kind"] == "color":
+        return (
+            f"It needs {noun_phrase(c['class'], c['need'], c['color'])}, but I see {number_word(c['found'])}."
+        )
+    if c["kind"] == "position":
+        ref = meta["include"][c["target"]]["class"]
+        return f"The {c['class']} must be {c['relation']} the {ref}."
+    return f"There must be fewer than {number_word(c['limit'])} {plural(c['class'], 2)}, but I see {number_word(c['found'])}."
+
+
+def edit_steps(detected, target: Scene, cfg: ShapesWorldConfig) -> list[str]:
+    """Edits that turn the seen objects into the target scene: keep/move, recolour, reshape, add, remove.
+
+    detected: objects with shape, color and center (Detection) or cx/cy (SceneObject).
+    """
+
+    def centre(o):
+        return o.center if hasattr(o, "center") else (o.cx, o.cy)
+
+    seen = list(detected)
+    todo = list(target)
+    steps: list[str] = []
+    size = cfg.image_size
+
+    def take(match) -> list[tuple]:
+        pairs = []
+        for t in list(todo):
+            cands = [d for d in seen if match(d, t)]
+            if not cands:
+                continue
+            d = min(cands, key=lambda d: np.hypot(centre(d)[0] - t.cx, centre(d)[1] - t.cy))
+            seen.remove(d)
+            todo.remove(t)
+            pairs.append((d, t))
+        return pairs
+
+    for d, t in take(lambda d, t: d.shape == t.shape and d.color == t.color):
+        if np.hypot(centre(d)[0] - t.cx, centre(d)[1] - t.cy) > cfg.cell_px * 0.75:
+            steps.append(f"Move the {d.color} {d.shape} to the {region(t.cx, t.cy, size)}.")
+    for d, t in take(lambda d, t: d.shape == t.shape):
+        steps.append(f"Make the {d.color} {d.shape} {t.color}.")
+    for d, t in take(lambda d, t: d.color == t.color):
+        steps.append(f"Turn the {d.color} {d.shape} into {article(t.shape)} {t.shape}.")
+    for d in seen:
+        steps.append(f"Remove the {d.color} {d.shape} at the {region(*centre(d), size)}.")
+    for t in todo:
+        steps.append(f"Add {_placed(t, size)}.")
+    return steps
+
+
+def write_reflection(
+    meta: dict,
+    score_of_image1,
+    rng: np.random.Generator | int | None = None,
+    target_scene: Scene | None = None,
+    cfg: ShapesWorldConfig | None = None,
+) -> str:
+    """The four-part reflection on image_1, `<think> ... </think>`.
+
+    score_of_image1: the ShapesScore of image_1 (its description and failed clauses drive the text).
+    target_scene (+ cfg): the improved image's scene, for concrete edit steps and the final prompt.
+    """
+    rng = as_rng(rng)
+    if target_scene is not None and cfg is None:
+        raise ValueError("write_reflection: pass cfg together with target_scene")
+    ok = score_of_image1.strict >= 1.0
+    desc = score_of_image1.description
+    if ok:
+        analysis = (
+            desc
+            + " "
+            + _pick(
+                rng,
+                [
+                    "The first image already matches the prompt, so I keep it.",
+                    "This is already correct; I keep the image as it is.",
+                ],
+            )
+        )
+        explain = "No improvements are needed."
+        steps = ["Keep every shape as it is."]
+    else:
+        failed = score_of_image1.failed()
+        analysis = (
+            desc
+            + " "
+            + _pick(
+                rng,
+                [
+                    "The first image does not match the prompt.",
+                    "This image has mistakes.",
+                    "The image is wrong.",
+                ],
+            )
+        )
+        # a failed colour clause already says what its include's failed count clause would
+        color_fail = {c["include"] for c in failed if c["kind"] == "color"}
+        failed = [c for c in failed if not (c["kind"] == "count" and c["include"] in color_fail)]
+        explain = " ".join(dict.fromkeys(_clause_sentence(c, meta) for c in failed))
+        steps = edit_steps(score_of_image1.objects, target_scene, cfg) if target_scene is not None else []
+        if not steps:
+            steps = ["Redraw the shapes so that every requirement holds."]
+    final = meta["prompt"]
+    if target_scene is not None:
+        final += ", with " + scene_phrase(target_scene, cfg)
+    guide = " ".join(f"{i}. {s}" for i, s in enumerate(steps, start=1))
+    body = f"{analysis}\n{HEADINGS[0]}: {explain}\n{HEADINGS[1]}: {guide}\n{HEADINGS[2]}: {final}."
+    return f"<think> {body} </think>"
+
+
+_STRUCTURE = re.compile(
+    r"^\s*<think>(?P<a>.*?)"
+    + "".join(rf"{re.escape(h)}:?(?P<s{i}>.*?)" for i, h in enumerate(HEADINGS))
+    + r"</think>\s*$",
+    re.S,
+)
+
+
+def reflection_has_structure(text: str) -> bool:
+    """True when text is `<think> analysis H1: ... H2: ... H3: ... </think>` with every part non-empty."""
+    m = _STRUCTURE.match(text or "")
+    if m is None:
+        return False
+    if any(text.count(h) != 1 for h in HEADINGS):
+        return False
+    return all(m.group(g).strip(" \n:.") for g in ("a", "s0", "s1", "s2"))

@@ -1,0 +1,1 @@
+"""Training: SFT (packing, losses, trainer), GRPO/DPO, EMA, checkpoints and resume."""

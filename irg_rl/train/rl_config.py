@@ -1,0 +1,204 @@
+"""Typed configs for the GRPO / DPO maths (advantages, credit assignment, clipped objective, DPO losses).
+
+These are the `grpo:` / `dpo:` sections of an RL recipe; the drivers and rollout settings live in their own schemas.
+Defaults follow the literature where there is a number to follow (see each comment); `validate()` runs when a
+recipe is loaded through `irg_rl.config` and raises `ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from irg_rl.config import ConfigError
+
+__all__ = ["AGGREGATIONS", "KL_KINDS", "CREDIT_MODES", "CreditConfig", "GRPOConfig", "DPOConfig"]
+
+# how per-token / per-step losses become one number (see policy_loss.aggregate)
+AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")
+# estimator of KL(policy || reference) on text tokens (flow steps always use the closed form)
+KL_KINDS = ("k3", "k1", "k2")
+# how one trajectory's rewards become advantages for its segments
+CREDIT_MODES = ("shared", "per_round")
+# what a NaN (not applicable) reward component does inside a weighted sum
+MISSING_POLICIES = ("skip", "renormalize")
+
+
+def _require(cond: bool, section: str, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{section}.{key}: {msg}")
+
+
+@dataclass
+class CreditConfig:
+    """How a two-round trajectory's rewards become advantages for think_1+image_1 and think_2+image_2."""
+
+    # "shared": one advantage for every segment (T2I-R1); "per_round": each round its own (Janus-Pro-R1 style)
+    mode: str = "per_round"
+    # weight of the final image (image_2) reward in the round-2 (and shared) reward
+    image_2: float = 1.0
+    # weight of the improvement reward r(image_2) - r(image_1) in the round-2 (and shared) reward
+    improvement: float = 0.5
+    # weight of the no-regression reward (applies where image_1 was already right) in the round-2 reward
+    no_regression: float = 0.5
+    # weight of the reflection-format reward of think_2 in the round-2 (and shared) reward
+    format: float = 0.1
+    # shared mode only: weight of the image_1 reward added to the shared reward (0: only the outcome counts)
+    shared_image_1: float = 0.0
+    # NaN component: "skip" = contributes nothing; "renormalize" = weighted mean over the applicable components
+    missing: str = "skip"
+
+    def validate(self, section: str = "credit") -> None:
+        _require(
+            self.mode in CREDIT_MODES, section, "mode", f"must be one of {CREDIT_MODES}, got {self.mode!r}"
+        )
+        _require(
+            self.missing in MISSING_POLICIES,
+            section,
+            "missing",
+            f"must be one of {MISSING_POLICIES}, got {self.missing!r}",
+        )
+        for key in ("image_2", "improvement", "no_regression", "format", "shared_image_1"):
+            _require(getattr(self, key) >= 0, section, key, f"weights must be >= 0, got {getattr(self, key)}")
+        _require(self.image_2 > 0, section, "image_2", "the final image reward needs a positive weight")
+
+
+@dataclass
+class GRPOConfig:
+    """Group-relative policy optimisation over text tokens and SDE flow steps."""
+
+    # trajectories sampled per prompt (G); advantages are normalised within each group
+    group_size: int = 8
+    # epsilon added to the group std in (r - mean) / (std + eps)
+    adv_eps: float = 1e-6
+    # a group whose reward std is below this is "zero-std": no signal, dropped and counted
+    zero_std_tol: float = 1e-6
+    # clamp advantages to [-adv_clip, adv_clip] after normalisation (Flow-GRPO uses 5); 0 disables
+    adv_clip: float = 5.0
+    # lower clip range for text-token ratios: ratio >= 1 - text_clip_low (PPO/GRPO 0.2)
+    text_clip_low: float = 0.2
+    # upper clip range for text-token ratios: ratio <= 1 + text_clip_high (DAPO's clip-higher uses 0.28)
+    text_clip_high: float = 0.2
+    # lower clip range for flow-step ratios (tiny: step log-probs are averaged over latent dims; Flow-GRPO 1e-4)
+    flow_clip_low: float = 1e-4
+    # upper clip range for flow-step ratios (Flow-GRPO 1e-4; 1e-5 for large latents)
+    flow_clip_high: float = 1e-4
+    # coefficient of the KL-to-reference penalty (0: no reference forward pass at all)
+    kl_coef: float = 0.0
+    # KL estimator for text tokens: k3 = exp(ref - logp) - (ref - logp) - 1 (GRPO), k1 = logp - ref, k2 = half sq
+    kl_kind: str = "k3"
+    # reduction over text tokens, one of AGGREGATIONS
+    text_aggregation: str = "token_mean"
+    # reduction over SDE flow steps, one of AGGREGATIONS
+    flow_aggregation: str = "token_mean"
+    # weight of the text-token loss in the total
+    text_loss_weight: float = 1.0
+    # weight of the flow-step loss in the total
+    flow_loss_weight: float = 1.0
+    # optimiser steps on each rollout batch (the ratio must be exactly 1 before the first)
+    inner_updates: int = 1
+    # max |ratio - 1| tolerated at the first inner step before it is reported as a sampler/trainer mismatch
+    ratio_check_tol: float = 1e-3
+    # SDE noise level a in std_t = a * sqrt(t / (1 - t)) (Flow-GRPO 0.7)
+    noise_level: float = 0.7
+    # consecutive stochastic (trained) denoising steps per image; >= num steps: all; 0: none (text-only GRPO)
+    sde_window_size: int = 2
+    # first stochastic step; None = drawn uniformly per rollout batch from [0, sde_window_max_start]
+    sde_window_start: int | None = None
+    # latest allowed random window start; None = steps - sde_window_size (same meaning as the engine's field)
+    sde_window_max_start: int | None = None
+    # how rewards are assigned to the rounds' segments
+    credit: CreditConfig = field(default_factory=CreditConfig)
+
+    def validate(self, section: str = "grpo") -> None:
+        _require(
+            self.group_size >= 2,
+            section,
+            "group_size",
+            f"needs >= 2 samples per group, got {self.group_size}",
+        )
+        _require(self.adv_eps >= 0, section, "adv_eps", f"must be >= 0, got {self.adv_eps}")
+        _require(self.zero_std_tol >= 0, section, "zero_std_tol", f"must be >= 0, got {self.zero_std_tol}")
+        _require(self.adv_clip >= 0, section, "adv_clip", f"must be >= 0 (0 disables), got {self.adv_clip}")
+        for key in ("text_clip_low", "text_clip_high", "flow_clip_low", "flow_clip_high"):
+            val = getattr(self, key)
+            _require(0 < val < 1, section, key, f"must be in (0, 1), got {val}")
+        _require(self.kl_coef >= 0, section, "kl_coef", f"must be >= 0, got {self.kl_coef}")
+        _require(
+            self.kl_kind in KL_KINDS, section, "kl_kind", f"must be one of {KL_KINDS}, got {self.kl_kind!r}"
+        )
+        for key in ("text_aggregation", "flow_aggregation"):
+            val = getattr(self, key)
+            _require(val in AGGREGATIONS, section, key, f"must be one of {AGGREGATIONS}, got {val!r}")
+        for key in ("text_loss_weight", "flow_loss_weight"):
+            _require(getattr(self, key) >= 0, section, key, f"must be >= 0, got {getattr(self, key)}")
+        _require(self.inner_updates >= 1, section, "inner_updates", f"must be >= 1, got {self.inner_updates}")
+        _require(
+            self.ratio_check_tol > 0, section, "ratio_check_tol", f"must be > 0, got {self.ratio_check_tol}"
+        )
+        _require(
+            self.noise_level > 0,
+            section,
+            "noise_level",
+            f"must be > 0 for SDE log-probs, got {self.noise_level}",
+        )
+        _require(
+            self.sde_window_size >= 0, section, "sde_window_size", f"must be >= 0, got {self.sde_window_size}"
+        )
+        _require(
+            self.sde_window_start is None or self.sde_window_start >= 0,
+            section,
+            "sde_window_start",
+            f"must be >= 0 or null (random), got {self.sde_window_start}",
+        )
+        _require(
+            self.sde_window_max_start is None or self.sde_window_max_start >= 0,
+            section,
+            "sde_window_max_start",
+            f"must be >= 0, got {self.sde_window_max_start}",
+        )
+        self.credit.validate(f"{section}.credit")
+
+
+@dataclass
+class DPOConfig:
+    """DPO on best/worst trajectory pairs: sigmoid DPO on text tokens, Diffusion-DPO on SDE flow steps."""
+
+    # inverse temperature of the text DPO loss on summed token log-ratios (DPO paper 0.1)
+    beta_text: float = 0.1
+    # inverse temperature on summed per-step flow log-ratios (unverified starting point; step log-probs are
+    # averaged over latent dims, so their ratios are small and beta_flow is much larger than beta_text)
+    beta_flow: float = 1000.0
+    # "online": pairs from the groups just sampled; "offline": pairs read from saved rollouts
+    pair_mode: str = "online"
+    # conservative-DPO label smoothing: assumed probability that a preference label is flipped (0 = plain DPO)
+    label_smoothing: float = 0.0
+    # skip a group unless best - worst reward exceeds this (ties are always skipped)
+    min_reward_margin: float = 0.0
+    # weight of the text DPO loss in the total
+    text_loss_weight: float = 1.0
+    # weight of the flow DPO loss in the total
+    flow_loss_weight: float = 1.0
+
+    def validate(self, section: str = "dpo") -> None:
+        _require(self.beta_text > 0, section, "beta_text", f"must be > 0, got {self.beta_text}")
+        _require(self.beta_flow > 0, section, "beta_flow", f"must be > 0, got {self.beta_flow}")
+        _require(
+            self.pair_mode in ("online", "offline"),
+            section,
+            "pair_mode",
+            f"must be 'online' or 'offline', got {self.pair_mode!r}",
+        )
+        _require(
+            0 <= self.label_smoothing < 0.5,
+            section,
+            "label_smoothing",
+            f"must be in [0, 0.5), got {self.label_smoothing}",
+        )
+        _require(
+            self.min_reward_margin >= 0,
+            section,
+            "min_reward_margin",
+            f"must be >= 0, got {self.min_reward_margin}",
+        )
+        for key in ("text_loss_weight", "flow_loss_weight"):
+            _require(getattr(self, key) >= 0, section, key, f"must be >= 0, got {getattr(self, key)}")

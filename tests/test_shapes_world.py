@@ -1,0 +1,159 @@
+"""ShapesWorld prompts, rendering, grid codes, corruptions and texts."""
+
+import json
+
+import numpy as np
+import pytest
+
+from irg_rl.tasks.shapes import (
+    CORRUPTION_KINDS,
+    TAGS,
+    ShapesWorldConfig,
+    applicable_corruptions,
+    cell_classes,
+    corrupt,
+    enumerate_prompts,
+    generate_prompts,
+    image_to_cell_classes,
+    layout_scene,
+    reflection_has_structure,
+    render,
+    render_scene,
+    scene_from_cell_classes,
+    score_image,
+    split_of,
+    validate_meta,
+    write_reflection,
+    write_think1,
+)
+
+
+def test_prompt_schema_matches_geneval_examples():
+    cfg = ShapesWorldConfig()
+    metas = {m["prompt"]: m for m in enumerate_prompts(cfg, "train") + enumerate_prompts(cfg, "heldout")}
+    assert metas["a photo of three squares"] == {
+        "tag": "counting",
+        "include": [{"class": "square", "count": 3}],
+        "exclude": [{"class": "square", "count": 4}],
+        "prompt": "a photo of three squares",
+    }
+    assert metas["a photo of a circle left of a square"]["include"] == [
+        {"class": "square", "count": 1},
+        {"class": "circle", "count": 1, "position": ["left of", 0]},
+    ]
+    assert metas["a photo of a red circle and a blue triangle"]["include"] == [
+        {"class": "circle", "count": 1, "color": "red"},
+        {"class": "triangle", "count": 1, "color": "blue"},
+    ]
+    assert {m["tag"] for m in metas.values()} == set(TAGS)
+    for m in metas.values():
+        validate_meta(m, cfg)
+        json.dumps(m)
+
+
+def test_splits_disjoint_and_cover_space():
+    cfg = ShapesWorldConfig(
+        shapes=["circle", "square", "triangle", "diamond"], colors=["red", "blue", "green"]
+    )
+    train = {m["prompt"] for m in enumerate_prompts(cfg, "train")}
+    held = {m["prompt"] for m in enumerate_prompts(cfg, "heldout")}
+    assert train and held and not train & held
+    assert {m["tag"] for m in enumerate_prompts(cfg, "heldout")} == set(TAGS)
+    sampled = generate_prompts(cfg, 500, seed=3, split="train")
+    assert {m["prompt"] for m in sampled} <= train
+    assert all(split_of(m, cfg) == "train" for m in sampled[:50])
+    assert {m["prompt"] for m in generate_prompts(cfg, 50, seed=3, split="heldout")} <= held
+
+
+def test_generation_is_deterministic_by_seed():
+    cfg = ShapesWorldConfig()
+    a, b, c = (generate_prompts(cfg, 40, seed=s) for s in (7, 7, 8))
+    assert a == b and a != c
+    ia = [render(m, cfg, np.random.default_rng(i)) for i, m in enumerate(a)]
+    ib = [render(m, cfg, np.random.default_rng(i)) for i, m in enumerate(b)]
+    assert all(np.array_equal(x, y) for x, y in zip(ia, ib, strict=True))
+    assert write_think1(a[0], 5) == write_think1(a[0], 5)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="colors.*'purpel'.*Did you mean 'purple'"):
+        ShapesWorldConfig(colors=["red", "purpel"])
+    with pytest.raises(ValueError, match="layout"):
+        ShapesWorldConfig(layout="grd")
+    with pytest.raises(ValueError, match=r"include\[0\].class"):
+        validate_meta(
+            {"tag": "single_object", "include": [{"class": "car", "count": 1}], "prompt": "x"},
+            ShapesWorldConfig(),
+        )
+
+
+def test_render_grid_centres_objects_in_cells():
+    cfg = ShapesWorldConfig()
+    meta = {
+        "tag": "single_object",
+        "include": [{"class": "square", "count": 1}],
+        "prompt": "a photo of a square",
+    }
+    img = render(meta, cfg, 0)
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    ys, xs = np.nonzero((img != 255).any(-1))
+    assert (ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) == (cfg.object_px, cfg.object_px)
+    assert (ys.min() + ys.max() + 1) / 2 % cfg.cell_px == cfg.cell_px / 2
+
+
+def test_cell_class_round_trip():
+    cfg = ShapesWorldConfig()
+    rng = np.random.default_rng(0)
+    for meta in generate_prompts(cfg, 60, seed=1):
+        scene = layout_scene(meta, cfg, rng)
+        classes = cell_classes(scene, cfg)
+        assert classes.shape == (16,) and classes.max() < cfg.num_cell_classes
+        again = scene_from_cell_classes(classes, cfg)
+        img = render_scene(again, cfg)
+        assert np.array_equal(img, render_scene(scene, cfg))
+        assert np.array_equal(image_to_cell_classes(img, cfg), classes)
+
+
+@pytest.mark.parametrize("layout", ["grid", "free"])
+def test_every_corruption_is_flagged(layout):
+    cfg = ShapesWorldConfig(layout=layout)
+    rng = np.random.default_rng(5)
+    seen = set()
+    for meta in enumerate_prompts(cfg, "train") + enumerate_prompts(cfg, "heldout"):
+        for kind in applicable_corruptions(meta, cfg):
+            scene, got = corrupt(meta, cfg, rng, kind=kind)
+            assert got == kind
+            score = score_image(render_scene(scene, cfg), meta, cfg)
+            assert score.strict == 0.0, (meta["prompt"], kind, score.description)
+            assert score.partial < 1.0
+            seen.add(kind)
+    assert seen == set(CORRUPTION_KINDS)
+    with pytest.raises(ValueError, match="cannot break"):
+        corrupt(
+            {"tag": "single_object", "include": [{"class": "circle", "count": 1}], "prompt": "p"},
+            cfg,
+            0,
+            "wrong_position",
+        )
+
+
+def test_think_texts_vary_and_reflections_have_structure():
+    cfg = ShapesWorldConfig()
+    rng = np.random.default_rng(0)
+    thinks, words = set(), []
+    for meta in generate_prompts(cfg, 120, seed=2):
+        scene = layout_scene(meta, cfg, rng)
+        t1 = write_think1(meta, rng, scene, cfg)
+        assert t1.startswith("<think> ") and t1.endswith(" </think>")
+        thinks.add(" ".join(t1.split()[1:4]))
+        correct = rng.random() < 0.3
+        scene_1 = scene if correct else corrupt(meta, cfg, rng, scene=scene)[0]
+        s1 = score_image(render_scene(scene_1, cfg), meta, cfg)
+        r = write_reflection(meta, s1, rng, scene, cfg)
+        assert reflection_has_structure(r), r
+        assert ("keep" in r) == correct
+        words += [len(t1.split()), len(r.split())]
+    assert len(thinks) >= 3  # several opening templates are in use
+    assert np.mean(words) < 80
+    assert not reflection_has_structure("<think> fine </think>")
+    assert not reflection_has_structure(r.replace("Step-by-Step Modification Guidance", "Steps"))
