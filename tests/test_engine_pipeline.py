@@ -1,0 +1,105 @@
+"""The batched IRG engine: branch contexts follow DESIGN.md's table, batched == research baseline, trajectories."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _engine_helpers import PROMPTS, components, sampling
+
+from irg_rl.config import ConfigError
+from irg_rl.inference import IRGEngine, TrajectoryBatch, research_generate
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def parts():
+    return components()
+
+
+def test_branch_contexts_match_the_design_table(parts):
+    b = IRGEngine(*parts, sampling()).generate(PROMPTS, samples_per_prompt=2)
+    assert b.branch_segments == {
+        "image_1": {"main": ["system", "prompt", "think_1"], "text_neg": ["system"]},
+        "image_2": {
+            "main": ["system", "prompt", "think_1", "image_1_vae", "image_1_vit", "think_2"],
+            "text_neg": ["system", "prompt", "think_1", "image_1_vae", "image_1_vit"],
+            "img_neg": ["system", "prompt", "think_1", "think_2"],
+        },
+    }
+    assert [s.name for s in b[0].segments] == ["think_1", "image_1", "think_2", "image_2"]
+    assert (
+        b[0].segment("image_2").image.shape == (32, 32, 3)
+        and b[0].segment("image_2").image.dtype == torch.uint8
+    )
+
+
+def test_baselines_one_round_and_no_thinking(parts):
+    b = IRGEngine(*parts, sampling(rounds=1)).generate(PROMPTS)
+    assert [s.name for s in b[0].segments] == ["think_1", "image_1"]
+    assert b[0].segment("image_1").cond_tokens is None
+    b = IRGEngine(*parts, sampling(rounds=1, think=False, system_prompt="")).generate(PROMPTS)
+    assert [s.name for s in b[0].segments] == ["image_1"]
+    assert b.branch_segments["image_1"] == {"main": ["prompt"], "text_neg": []}
+
+
+def test_batched_engine_equals_research_baseline_when_deterministic(parts):
+    eng = IRGEngine(*parts, sampling(temperature=0.0))
+    fast = eng.generate(PROMPTS, samples_per_prompt=2, mode="euler")
+    slow = research_generate(eng, PROMPTS, samples_per_prompt=2, mode="euler")
+    assert len(fast) == len(slow) == 4
+    for a, b in zip(fast.trajectories, slow.trajectories, strict=True):
+        assert a.seed == b.seed
+        for name in ("think_1", "think_2"):
+            assert a.segment(name).token_ids.tolist() == b.segment(name).token_ids.tolist()
+            assert torch.allclose(a.segment(name).logprobs, b.segment(name).logprobs, atol=1e-5)
+        for name in ("image_1", "image_2"):
+            assert torch.allclose(a.segment(name).latents, b.segment(name).latents, atol=1e-4)
+            assert torch.equal(a.segment(name).image, b.segment(name).image)
+    # G samples of one prompt differ (own seeds), the same seed reproduces
+    assert not torch.equal(fast[0].segment("image_1").latents, fast[1].segment("image_1").latents)
+    again = eng.generate(PROMPTS, samples_per_prompt=2, mode="euler")
+    assert torch.equal(again[3].segment("image_2").latents, fast[3].segment("image_2").latents)
+
+
+def test_sampled_trajectory_matches_baseline_and_batch_composition(parts):
+    """With temperature and SDE noise, a trajectory only depends on its own seed (per-sample generators)."""
+    eng = IRGEngine(*parts, sampling(temperature=1.0))
+    both = eng.generate(PROMPTS, samples_per_prompt=1, mode="sde")
+    alone = eng.generate(PROMPTS[1:], samples_per_prompt=1, mode="sde", seed=7 + 1_000_003)
+    a, b = both[1], alone[0]
+    assert a.segment("think_2").token_ids.tolist() == b.segment("think_2").token_ids.tolist()
+    assert torch.allclose(a.segment("image_2").x_next, b.segment("image_2").x_next, atol=1e-4)
+
+
+def test_trajectory_batch_roundtrip(parts, tmp_path):
+    b = IRGEngine(*parts, sampling(temperature=1.0)).generate(PROMPTS, [{"tag": "a"}, {"tag": "b"}], 2, "sde")
+    seg = b[0].segment("image_2")
+    assert seg.x_t.shape[0] == 2 and seg.step_index.tolist() == [1, 2]
+    ids, lp, mask = b.text_tensors("think_1")
+    assert ids.shape == lp.shape == mask.shape and mask.any() and (lp[mask] <= 0).all()
+    b2 = TrajectoryBatch.load(b.save(tmp_path / "traj.pt"))
+    assert b2.settings == b.settings and b2.branch_segments == b.branch_segments and b2.mode == "sde"
+    assert b2[2].metadata == {"tag": "b"} and b2[2].prompt == PROMPTS[1]
+    assert torch.equal(b2.sde_logprobs("image_2"), b.sde_logprobs("image_2"))
+    assert torch.equal(b2[1].segment("image_1").cond_tokens, b[1].segment("image_1").cond_tokens)
+    assert b2.texts("think_2") == b.texts("think_2")
+
+
+def test_bad_input_errors(parts, tmp_path):
+    eng = IRGEngine(*parts, sampling())
+    with pytest.raises(TypeError, match="list of strings"):
+        eng.generate("a red circle")
+    with pytest.raises(ValueError, match="mode"):
+        eng.generate(PROMPTS, mode="ddim")
+    with pytest.raises(ValueError, match="metadata"):
+        eng.generate(PROMPTS, metadata=[{}])
+    with pytest.raises(ValueError, match="resolution"):
+        IRGEngine(*parts, sampling(resolution=36)).generate(PROMPTS)
+    with pytest.raises(ConfigError, match="sampling.turn2.cfg_renorm_type"):
+        s = sampling()
+        s.turn2.cfg_renorm_type = "pixel"
+        IRGEngine(*parts, s)
+    (tmp_path / "x.pt").write_bytes(b"nope")
+    with pytest.raises(Exception, match="x.pt|TrajectoryBatch|pickle|load"):
+        TrajectoryBatch.load(tmp_path / "x.pt")
