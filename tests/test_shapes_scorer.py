@@ -82,7 +82,7 @@ def test_detects_shapes_colours_and_boxes():
 
 
 def test_geneval_rules_and_partial_credit():
-    cfg = ShapesWorldConfig()
+    cfg = ShapesWorldConfig(forbid_extra_objects=False)  # GenEval's rules exactly
     two = {
         "tag": "counting",
         "include": [{"class": "circle", "count": 2}],
@@ -116,3 +116,26 @@ def test_geneval_rules_and_partial_credit():
     assert s.strict == 0.0 and "above" in s.description
     with pytest.raises(ValueError, match="uint8"):
         score_image(good.astype(np.float32), left, cfg)
+
+
+def test_extra_objects_fail_only_when_forbidden():
+    meta = {
+        "tag": "single_object",
+        "include": [{"class": "circle", "count": 1}],
+        "prompt": "a photo of a circle",
+    }
+    crowded = render_scene(
+        [
+            SceneObject("circle", "red", 4, 4, 6),
+            SceneObject("square", "blue", 20, 4, 6),
+            SceneObject("triangle", "green", 4, 20, 6),
+        ],
+        ShapesWorldConfig(),
+    )
+    geneval = score_image(crowded, meta, ShapesWorldConfig(forbid_extra_objects=False))
+    assert (geneval.strict, geneval.partial) == (1.0, 1.0)
+    exact = score_image(crowded, meta, ShapesWorldConfig())
+    extra = exact.clauses[-1]
+    assert exact.strict == 0.0 and extra["kind"] == "extra" and extra["found"] == 2
+    assert exact.partial == pytest.approx((1.0 + 1.0 / 3.0) / 2)
+    assert sorted(extra["extra"]) == ["blue square", "green triangle"]

@@ -4,7 +4,8 @@ Rules follow GenEval's evaluator: an include asks for at least `count` objects o
 an exclude at count + 1, making the count exact), `color` asks that `count` of them have that colour, `position`
 relates every chosen object to every chosen object of the referenced include with GenEval's margin rule, and the
 referenced include must itself be matched. Where GenEval ranks detections by confidence, objects of the asked
-colour are chosen first. `partial` is the mean clause credit (Flow-GRPO-style partial credit).
+colour are chosen first. `partial` is the mean clause credit (Flow-GRPO-style partial credit). With
+`forbid_extra_objects` (the ShapesWorld default) one more clause fails images that draw objects nobody asked for.
 """
 
 from __future__ import annotations
@@ -67,6 +68,26 @@ def describe(objects: list[Detection], pairs: list[tuple[Detection, Detection]],
         where = " and ".join(rels) if rels else "not clearly apart from"
         text += f" {_phrase(a).capitalize()} is {where} {_phrase(b)}."
     return text
+
+
+def _extra_objects_clause(objects: list[Detection], chosen: list[list[int]], meta: dict) -> dict:
+    """Objects that no include asked for; credit 1 / (1 + extras) so partial credit still moves smoothly."""
+    used = {k for pick in chosen for k in pick}
+    asked = {req["class"] for req in meta["include"]}
+    extras = [o for k, o in enumerate(objects) if k not in used]
+    # objects of an asked class beyond the count are judged by the count/exclude rules already
+    extras_other = [o for o in extras if o.shape not in asked or "exclude" not in meta]
+    n = len(extras_other)
+    return {
+        "kind": "extra",
+        "include": None,
+        "found": n,
+        "credit": 1.0 / (1.0 + n),
+        "ok": n == 0,
+        "text": "nothing else may be drawn, "
+        + (f"{number_word(n)} extra found" if n else "nothing extra found"),
+        "extra": [f"{o.color} {o.shape}" for o in extras_other],
+    }
 
 
 def score_detections(objects: list[Detection], meta: dict, cfg: ShapesWorldConfig) -> ShapesScore:
@@ -154,6 +175,8 @@ def score_detections(objects: list[Detection], meta: dict, cfg: ShapesWorldConfi
                 "text": f"fewer than {number_word(limit)} {plural(cls, 2)} allowed, {number_word(n)} found",
             }
         )
+    if cfg.forbid_extra_objects:
+        clauses.append(_extra_objects_clause(objects, chosen, meta))
     strict = float(all(c["ok"] for c in clauses))
     partial = float(np.mean([c["credit"] for c in clauses]))
     return ShapesScore(

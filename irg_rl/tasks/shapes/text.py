@@ -135,6 +135,8 @@ def _clause_sentence(c: dict, meta: dict) -> str:
     if c["kind"] == "position":
         ref = meta["include"][c["target"]]["class"]
         return f"The {c['class']} must be {c['relation']} the {ref}."
+    if c["kind"] == "extra":
+        return f"Nothing else should be drawn, but I also see {', '.join(c['extra'])}."
     return f"There must be fewer than {number_word(c['limit'])} {plural(c['class'], 2)}, but I see {number_word(c['found'])}."
 
 

@@ -64,9 +64,12 @@ class ShapesWorldConfig:
     # a pixel farther than this (in [0, 1] RGB units) from every background-to-colour mixing line is ignored
     color_tolerance: float = 0.4
     # connected blobs smaller than this fraction of an object's box area are treated as stray pixels
-    min_blob_fraction: float = 0.25
+    min_blob_fraction: float = 0.4
     # GenEval's position margin: centre offsets shrink by this times the sum of the two box sizes
     position_margin: float = 0.1
+    # also require that nothing beyond the prompt's objects is drawn (GenEval's own rules allow extras, which
+    # lets an image full of random shapes pass single-object prompts; false = GenEval's rules exactly)
+    forbid_extra_objects: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

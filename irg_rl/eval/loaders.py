@@ -1,0 +1,387 @@
+"""Readers of each benchmark's published prompt-file format -> `list[EvalPrompt]`.
+
+Formats (read from the public repositories; the files themselves are not shipped):
+- ShapesWorld: the generated held-out split, or a JSONL file of GenEval-schema objects.
+- GenEval `prompts/evaluation_metadata.jsonl`: one object per line, {"tag", "include", "exclude"?, "prompt"}.
+- WISE `data/*.json`: a JSON list of {"prompt_id", "Prompt", "Explanation", "Category"?, "Subcategory"}.
+- TIIF-Bench: `<type>_prompts.jsonl` lines {"type", "short_description", "long_description"}, and the
+  line-aligned `<type>_eval_prompts.jsonl` lines {"type", "yn_question_list", "yn_answer_list"} in the sibling
+  folder whose name ends in `_eval_prompts` (e.g. data/testmini_prompts + data/testmini_eval_prompts).
+- GenAI-Bench `genai_image.json`: a dict id -> {"prompt", "basic_skills"?, "advanced_skills"?, ...}
+  (skills as a list or a comma-separated string; assumption: these key names, checked against the dataset card).
+- OneIG-Bench `OneIG-Bench.csv`: columns category, id, prompt_en (prompt_cn for `language=zh`); ids restart per
+  category, so our id is `<category>_<id>`.
+- DPG-Bench (ELLA `dpg_bench/`): `prompts/<item_id>.txt` holds each prompt; `dpg_bench.csv` holds one row per
+  question: item_id, text, proposition_id, dependency ("0" = none, else comma-separated parent proposition ids),
+  category_broad, category_detailed, tuple, question_natural_language.
+Judge-scored sets carry their questions in `metadata["questions"]` (what `vlm_judge` asks), with
+`question_weights`, `expected_answers` or `dependencies` where the benchmark aggregates answers that way
+(applied by `irg_rl.eval.scoring`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from irg_rl.eval.prompt_sets import EvalPrompt, PromptSetError
+
+__all__ = [
+    "load_shapes",
+    "load_geneval",
+    "load_wise",
+    "load_tiif",
+    "load_genai",
+    "load_oneig",
+    "load_dpg",
+    "read_jsonl",
+    "wise_questions",
+    "WISE_WEIGHTS",
+]
+
+# WISE's WiScore weights of consistency, realism and aesthetic quality (each judged 0-2)
+WISE_WEIGHTS = (0.7, 0.2, 0.1)
+
+
+def _safe_id(text: str) -> str:
+    """A filesystem-safe id (output folder name)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "item"
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """[(line number, object)] of a JSONL file; blank lines skipped; a bad line raises naming file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PromptSetError(
+                    f"{path}:{n}: not valid JSON ({e.msg}); each line must be one object"
+                ) from e
+            if not isinstance(obj, dict):
+                raise PromptSetError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+            rows.append((n, obj))
+    return rows
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PromptSetError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
+
+
+def _need(obj: dict, key: str, where: str, kind: type = str) -> Any:
+    if key not in obj:
+        raise PromptSetError(f"{where}: missing key '{key}' (keys present: {sorted(obj)})")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise PromptSetError(f"{where}: '{key}' must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
+    """[(row number, row dict)] of a CSV file with a header holding `required` columns (row 1 = header)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise PromptSetError(
+                f"{path}: missing column(s) {missing} in the header {header}; expected at least {list(required)}"
+            )
+        return [
+            (n, {(k or "").strip(): (v or "") for k, v in row.items()}) for n, row in enumerate(reader, 2)
+        ]
+
+
+# ---- ShapesWorld and GenEval ----------------------------------------------------------------------------
+
+
+def _geneval_prompt(obj: dict, where: str, index: int) -> EvalPrompt:
+    from rewards.builtins.geneval.rules import check_metadata
+
+    prompt = _need(obj, "prompt", where)
+    _need(obj, "include", where, list)
+    try:
+        check_metadata(obj, where=where)
+    except ValueError as e:
+        raise PromptSetError(str(e)) from e
+    return EvalPrompt(id=f"{index:05d}", prompt=prompt, metadata=dict(obj), category=str(obj.get("tag", "")))
+
+
+def load_shapes(
+    path: Path | None = None, world: dict | None = None, num: int | None = None
+) -> list[EvalPrompt]:
+    """ShapesWorld held-out prompts: every prompt of the split (or `num` of them, round robin over tags), or
+    the GenEval-schema JSONL at `path`, checked against the world (`world`: ShapesWorldConfig fields)."""
+    from irg_rl.tasks.shapes import ShapesWorldConfig, enumerate_prompts, generate_prompts, validate_meta
+
+    cfg = ShapesWorldConfig(**(world or {}))
+    if path is None:
+        metas = (
+            enumerate_prompts(cfg, "heldout") if num is None else generate_prompts(cfg, num, split="heldout")
+        )
+        return [_geneval_prompt(m, f"shapes held-out prompt {i}", i) for i, m in enumerate(metas)]
+    out = []
+    for i, (n, obj) in enumerate(read_jsonl(path)):
+        where = f"{path}:{n}"
+        try:
+            validate_meta(obj, cfg, where=where)
+        except ValueError as e:
+            raise PromptSetError(str(e)) from e
+        out.append(_geneval_prompt(obj, where, i))
+    return out
+
+
+def load_geneval(path: Path) -> list[EvalPrompt]:
+    """GenEval's evaluation_metadata.jsonl (ids 00000, 00001, ... as GenEval's output folders)."""
+    return [_geneval_prompt(obj, f"{path}:{n}", i) for i, (n, obj) in enumerate(read_jsonl(path))]
+
+
+# ---- WISE -------------------------------------------------------------------------------------------------
+
+
+def wise_questions(prompt: str, explanation: str) -> list[str]:
+    """The three 0-2 judge questions (consistency, realism, aesthetic quality) asked of a WISE image."""
+    context = f'The prompt was: "{prompt}". What the prompt means: "{explanation}".'
+    reply = "Answer with one line 'Score: N/2'."
+    return [
+        f"{context} How completely and accurately does the image show what the prompt means? "
+        f"0 = key elements missing or contradicted, 1 = partly, 2 = fully. {reply}",
+        f"{context} How realistic is the image (physics, materials, lighting, space)? "
+        f"0 = clearly implausible, 1 = minor flaws, 2 = photorealistic. {reply}",
+        f"{context} How good is the image aesthetically (composition, colour, style)? "
+        f"0 = unappealing, 1 = acceptable, 2 = exceptional. {reply}",
+    ]
+
+
+def load_wise(path: Path) -> list[EvalPrompt]:
+    """WISE JSON list(s); `path` is one file or a folder of *.json files (read in name order)."""
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files:
+        raise PromptSetError(f"{path}: no *.json files; expected WISE's data/*.json prompt files")
+    out = []
+    for file in files:
+        data = _read_json(file)
+        if not isinstance(data, list):
+            raise PromptSetError(f"{file}: expected a JSON list of prompt objects, got {type(data).__name__}")
+        for i, obj in enumerate(data):
+            where = f"{file}[{i}]"
+            if not isinstance(obj, dict):
+                raise PromptSetError(f"{where}: expected an object, got {type(obj).__name__}")
+            if "prompt_id" not in obj:
+                raise PromptSetError(f"{where}: missing key 'prompt_id' (keys present: {sorted(obj)})")
+            prompt = _need(obj, "Prompt", where)
+            explanation = _need(obj, "Explanation", where)
+            sub = str(obj.get("Subcategory", "") or "")
+            cat = str(obj.get("Category", "") or "")
+            meta = {
+                "prompt_id": obj["prompt_id"],
+                "explanation": explanation,
+                "category": cat,
+                "subcategory": sub,
+                "questions": wise_questions(prompt, explanation),
+                "question_names": ["consistency", "realism", "aesthetic_quality"],
+                "question_weights": list(WISE_WEIGHTS),
+            }
+            out.append(EvalPrompt(_safe_id(obj["prompt_id"]), prompt, meta, sub or cat))
+    return out
+
+
+# ---- TIIF-Bench -------------------------------------------------------------------------------------------
+
+
+def _tiif_eval_file(prompt_file: Path, eval_path: Path | None) -> Path | None:
+    prefix = prompt_file.name.removesuffix(".jsonl").removesuffix("_prompts")
+    name = f"{prefix}_eval_prompts.jsonl"
+    if eval_path is not None:
+        return eval_path / name if eval_path.is_dir() else eval_path
+    folder = prompt_file.parent
+    for cand in (folder.with_name(folder.name.replace("_prompts", "_eval_prompts")) / name, folder / name):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def load_tiif(path: Path, variant: str = "short", eval_path: str | Path | None = None) -> list[EvalPrompt]:
+    """TIIF-Bench prompts (`variant` short | long description) with their yes/no questions and answers."""
+    if variant not in ("short", "long"):
+        raise PromptSetError(f"tiif: variant must be 'short' or 'long', got {variant!r}")
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.jsonl") if not p.name.endswith("_eval_prompts.jsonl"))
+    else:
+        files = [path]
+    if not files:
+        raise PromptSetError(f"{path}: no <type>_prompts.jsonl files (TIIF-Bench data/testmini_prompts)")
+    out = []
+    for file in files:
+        prefix = _safe_id(file.name.removesuffix(".jsonl").removesuffix("_prompts"))
+        ev = _tiif_eval_file(file, Path(eval_path) if eval_path is not None else None)
+        if ev is None or not ev.is_file():
+            raise PromptSetError(
+                f"{file}: cannot find its questions file {ev or prefix + '_eval_prompts.jsonl'}; TIIF-Bench scores "
+                "images with yes/no questions: pass eval_path=<folder with *_eval_prompts.jsonl> "
+                "(e.g. prompts.eval_path=data/testmini_eval_prompts)"
+            )
+        rows, evals = read_jsonl(file), read_jsonl(ev)
+        if len(rows) != len(evals):
+            raise PromptSetError(
+                f"{file} has {len(rows)} prompts but {ev} has {len(evals)} rows; they must align"
+            )
+        for i, ((n, obj), (m, eobj)) in enumerate(zip(rows, evals, strict=True)):
+            where, ewhere = f"{file}:{n}", f"{ev}:{m}"
+            kind = _need(obj, "type", where)
+            prompt = _need(obj, f"{variant}_description", where)
+            questions = _need(eobj, "yn_question_list", ewhere, list)
+            answers = _need(eobj, "yn_answer_list", ewhere, list)
+            if eobj.get("type", kind) != kind:
+                raise PromptSetError(
+                    f"{ewhere}: type {eobj.get('type')!r} != prompt type {kind!r} at {where}"
+                )
+            if len(questions) != len(answers) or not questions:
+                raise PromptSetError(
+                    f"{ewhere}: {len(questions)} questions but {len(answers)} answers; need one answer per question"
+                )
+            bad = [a for a in answers if str(a).strip().lower() not in ("yes", "no")]
+            if bad:
+                raise PromptSetError(f"{ewhere}: yn_answer_list entries must be 'yes' or 'no', got {bad[:3]}")
+            meta = {
+                "type": kind,
+                "variant": variant,
+                "short_description": obj.get("short_description", ""),
+                "long_description": obj.get("long_description", ""),
+                "questions": [str(q) for q in questions],
+                "expected_answers": [str(a).strip().lower() for a in answers],
+            }
+            out.append(EvalPrompt(f"{prefix}_{i:04d}", prompt, meta, kind))
+    return out
+
+
+# ---- GenAI-Bench, OneIG-Bench, DPG-Bench ------------------------------------------------------------------
+
+
+def _skills(value: Any, where: str) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    if isinstance(value, list):
+        return [str(s) for s in value]
+    raise PromptSetError(
+        f"{where}: skills must be a list or a comma-separated string, got {type(value).__name__}"
+    )
+
+
+def load_genai(path: Path) -> list[EvalPrompt]:
+    """GenAI-Bench genai_image.json (dict id -> item; a list of items with 'id' is accepted too)."""
+    data = _read_json(path)
+    if isinstance(data, list):
+        items = [(str(_need(d, "id", f"{path}[{i}]", object)), d) for i, d in enumerate(data)]
+    elif isinstance(data, dict):
+        items = [(str(k), v) for k, v in data.items()]
+    else:
+        raise PromptSetError(
+            f"{path}: expected a JSON object id -> {{prompt, ...}}, got {type(data).__name__}"
+        )
+    out = []
+    for key, item in items:
+        where = f"{path}[{key!r}]"
+        if not isinstance(item, dict):
+            raise PromptSetError(f"{where}: expected an object with 'prompt', got {type(item).__name__}")
+        prompt = _need(item, "prompt", where)
+        basic = _skills(item.get("basic_skills"), f"{where}.basic_skills")
+        advanced = _skills(item.get("advanced_skills"), f"{where}.advanced_skills")
+        meta = {"genai_id": key, "basic_skills": basic, "advanced_skills": advanced}
+        out.append(EvalPrompt(_safe_id(key), prompt, meta, "advanced" if advanced else "basic"))
+    return out
+
+
+def load_oneig(path: Path, language: str = "en") -> list[EvalPrompt]:
+    """OneIG-Bench CSV (language en -> prompt_en, zh -> prompt_cn)."""
+    column = {"en": "prompt_en", "zh": "prompt_cn"}.get(language)
+    if column is None:
+        raise PromptSetError(f"oneig: language must be 'en' or 'zh', got {language!r}")
+    out = []
+    for n, row in _read_csv(path, ("category", "id", column)):
+        if not row[column].strip():
+            raise PromptSetError(f"{path}: row {n}: empty '{column}'")
+        meta = {k: v for k, v in row.items() if k and not k.startswith("prompt_")}
+        out.append(
+            EvalPrompt(_safe_id(f"{row['category']}_{row['id']}"), row[column].strip(), meta, row["category"])
+        )
+    return out
+
+
+def _dpg_paths(path: Path) -> tuple[Path, Path | None]:
+    if path.is_dir():
+        csv_path = path / "dpg_bench.csv"
+        prompts = path / "prompts"
+    else:
+        csv_path, prompts = path, path.parent / "prompts"
+    if not csv_path.is_file():
+        raise PromptSetError(f"{path}: no dpg_bench.csv; pass ELLA's dpg_bench/ folder or the csv itself")
+    return csv_path, prompts if prompts.is_dir() else None
+
+
+def _parents(text: str, where: str) -> list[int]:
+    try:
+        return [int(t) for t in str(text).replace(" ", "").split(",") if t and int(t) != 0]
+    except ValueError as e:
+        raise PromptSetError(f"{where}: dependency must be '0' or comma-separated ids, got {text!r}") from e
+
+
+def load_dpg(path: Path) -> list[EvalPrompt]:
+    """DPG-Bench: prompts from prompts/<item_id>.txt (else the csv 'text'), questions grouped per item."""
+    csv_path, prompt_dir = _dpg_paths(path)
+    need = ("item_id", "proposition_id", "dependency", "question_natural_language")
+    items: dict[str, dict] = {}
+    for n, row in _read_csv(csv_path, need):
+        where = f"{csv_path}: row {n}"
+        item = items.setdefault(row["item_id"].strip(), {"text": row.get("text", ""), "q": {}})
+        try:
+            pid = int(row["proposition_id"])
+        except ValueError as e:
+            raise PromptSetError(
+                f"{where}: proposition_id must be an integer, got {row['proposition_id']!r}"
+            ) from e
+        if pid in item["q"]:
+            raise PromptSetError(f"{where}: item {row['item_id']!r} repeats proposition_id {pid}")
+        item["q"][pid] = (row["question_natural_language"].strip(), _parents(row["dependency"], where), row)
+    out = []
+    for item_id, item in items.items():
+        txt = prompt_dir / f"{item_id}.txt" if prompt_dir is not None else None
+        prompt = (
+            txt.read_text(encoding="utf-8").strip()
+            if txt is not None and txt.is_file()
+            else item["text"].strip()
+        )
+        if not prompt:
+            raise PromptSetError(
+                f"{csv_path}: item {item_id!r} has no prompt (no {txt} and an empty 'text' column)"
+            )
+        pids = sorted(item["q"])
+        for pid in pids:
+            for parent in item["q"][pid][1]:
+                if parent not in item["q"]:
+                    raise PromptSetError(
+                        f"{csv_path}: item {item_id!r} proposition {pid} depends on unknown proposition {parent}"
+                    )
+        broad = Counter(item["q"][p][2].get("category_broad", "") for p in pids).most_common(1)[0][0]
+        meta = {
+            "item_id": item_id,
+            "questions": [item["q"][p][0] for p in pids],
+            "proposition_ids": pids,
+            "dependencies": [item["q"][p][1] for p in pids],
+            "tuples": [item["q"][p][2].get("tuple", "") for p in pids],
+            "categories": [item["q"][p][2].get("category_broad", "") for p in pids],
+        }
+        out.append(EvalPrompt(_safe_id(item_id), prompt, meta, broad))
+    return out
