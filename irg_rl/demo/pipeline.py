@@ -1,12 +1,29 @@
-"""The demo pipeline: ShapesWorld data -> (later stages) ... ; prints where every output is."""
+"""The `make demo` pipeline on ShapesWorld: data -> SFT stage 1 -> SFT stage 2 -> GRPO -> per-turn evaluation.
+
+Every stage runs from the repository's recipes (`recipes/shapes/*.yaml`) with only paths overridden, so what
+the demo does is what a user gets from the scripts. Finished stages are reused on a rerun (`--fresh` redoes all).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from irg_rl.config import load_config
 from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
-from irg_rl.demo.stages import Stage, run_stages
+from irg_rl.demo.stages import Stage, run_stages, stage_summary
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RECIPES = REPO_ROOT / "recipes" / "shapes"
+
+# rows of the final table: eval stage name -> (title, the training stage whose checkpoint is evaluated)
+EVAL_ROWS: dict[str, tuple[str, str | None]] = {
+    "eval_untrained": ("untrained", None),
+    "eval_sft_stage1": ("SFT stage 1", "sft_stage1"),
+    "eval_sft_stage2": ("SFT stage 2", "sft_stage2"),
+    "eval_grpo": ("GRPO", "grpo"),
+}
 
 
 @dataclass
@@ -17,20 +34,128 @@ class DemoOptions:
     out: str = "runs/demo"
     # delete earlier results first
     fresh: bool = False
-    # ShapesWorld training prompts
+    # ShapesWorld training prompts (conversations per learning mode)
     num_prompts: int = 2000
+    # held-out evaluation: images sampled per held-out prompt (ShapesWorld has few distinct prompts)
+    eval_images_per_prompt: int = 8
+    # extra key=value overrides per stage, e.g. {"sft_stage1": ["train.max_steps=10"]} (used by tests)
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    # stages to run, in order (a prefix of the full list is fine, e.g. to stop after SFT)
+    stages: list[str] = field(
+        default_factory=lambda: ["data", "sft_stage1", "sft_stage2", "grpo", *EVAL_ROWS, "report"]
+    )
 
 
-def _data_stage(opts: DemoOptions) -> Stage:
+def _recipe(name: str) -> Path:
+    path = RECIPES / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"demo recipe {path} is missing; run the demo from a checkout of irg-rl")
+    return path
+
+
+def _latest_checkpoint(run_dir: Path) -> Path:
+    from irg_rl.train.checkpointing import latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"no complete checkpoint under {run_dir}; rerun the demo with --fresh")
+    return ckpt
+
+
+def _data_stage(opts: DemoOptions, out: Path) -> Stage:
     def run(folder: Path) -> dict:
         return build_shapes_data(folder, ShapesDataConfig(num_prompts=opts.num_prompts))
 
     return Stage("data", run)
 
 
+def _sft_stage(opts: DemoOptions, out: Path, name: str, init_from: str | None) -> Stage:
+    def run(folder: Path) -> dict:
+        from irg_rl.train.sft import train
+        from irg_rl.train.sft_config import SFTRecipe
+
+        overrides = [f"data.root={out / 'data'}", f"train.output_dir={folder}"]
+        if init_from:
+            overrides.append(f"init.from_checkpoint={_latest_checkpoint(out / init_from)}")
+        recipe = load_config(SFTRecipe, _recipe(name), overrides + opts.overrides.get(name, []))
+        logs = train(recipe)
+        last = logs[-1] if logs else {}
+        return {"checkpoint": str(_latest_checkpoint(folder)), "steps": len(logs), "last_log": last}
+
+    return Stage(name, run)
+
+
+def _grpo_stage(opts: DemoOptions, out: Path) -> Stage:
+    def run(folder: Path) -> dict:
+        from irg_rl.train.grpo import train
+        from irg_rl.train.rl_recipe import GRPORecipe
+
+        overrides = [f"model.source={_latest_checkpoint(out / 'sft_stage2')}", f"train.output_dir={folder}"]
+        recipe = load_config(GRPORecipe, _recipe("grpo"), overrides + opts.overrides.get("grpo", []))
+        logs = train(recipe)
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+        return {"checkpoint": str(_latest_checkpoint(folder)), "steps": len(logs)}
+
+    return Stage("grpo", run)
+
+
+def _eval_stage(opts: DemoOptions, out: Path, name: str, trained_by: str | None) -> Stage:
+    def run(folder: Path) -> dict:
+        from irg_rl.eval.eval_config import EvalRecipe
+        from irg_rl.eval.runner import run_eval, summary_columns, summary_row
+
+        source = str(_latest_checkpoint(out / trained_by)) if trained_by else "tiny"
+        overrides = [
+            f"model.source={source}",
+            f"prompts.file={out / 'data' / 'prompts_heldout.jsonl'}",
+            f"eval.images_per_prompt={opts.eval_images_per_prompt}",
+            f"eval.out={folder}",
+        ]
+        recipe = load_config(EvalRecipe, _recipe("eval"), overrides + opts.overrides.get(name, []))
+        results = run_eval(recipe, folder)
+        return {
+            "model": source,
+            "columns": summary_columns(),
+            "row": summary_row(results),
+            "num_prompts": results["num_prompts"],
+            "images_per_prompt": results["images_per_prompt"],
+            "report": results["paths"].get("report"),
+        }
+
+    return Stage(name, run)
+
+
+def _report_stage(opts: DemoOptions, out: Path) -> Stage:
+    def run(folder: Path) -> dict:
+        from irg_rl.demo.report import write_demo_report
+
+        return write_demo_report(out, folder, EVAL_ROWS)
+
+    return Stage("report", run)
+
+
+def build_stages(opts: DemoOptions) -> list[Stage]:
+    out = Path(opts.out)
+    factories = {
+        "data": lambda: _data_stage(opts, out),
+        "sft_stage1": lambda: _sft_stage(opts, out, "sft_stage1", None),
+        "sft_stage2": lambda: _sft_stage(opts, out, "sft_stage2", "sft_stage1"),
+        "grpo": lambda: _grpo_stage(opts, out),
+        "report": lambda: _report_stage(opts, out),
+        **{name: (lambda n=name, t=t: _eval_stage(opts, out, n, t)) for name, (_, t) in EVAL_ROWS.items()},
+    }
+    unknown = [s for s in opts.stages if s not in factories]
+    if unknown:
+        raise ValueError(f"unknown demo stage(s) {unknown}; valid: {list(factories)}")
+    return [factories[s]() for s in opts.stages]
+
+
 def run_demo(opts: DemoOptions) -> dict:
     out = Path(opts.out)
-    summaries = run_stages(out, [_data_stage(opts)], fresh=opts.fresh)
+    summaries = run_stages(out, build_stages(opts), fresh=opts.fresh)
+    report = stage_summary(out, "report")
     print(f"\nShapesWorld IRGL data (six learning modes, official parquet format): {out / 'data'}")
-    print(f"preview image grid (prompt | image_1 | image_2): {out / 'data' / 'preview.png'}")
+    if report:
+        print(report["table_text"])
+        print(f"\nHTML report: {report['html']}")
     return summaries

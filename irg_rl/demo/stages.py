@@ -33,7 +33,9 @@ def stage_summary(out: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def run_stages(out: str | os.PathLike, stages: list[Stage], fresh: bool = False, log=print) -> dict[str, dict]:
+def run_stages(
+    out: str | os.PathLike, stages: list[Stage], fresh: bool = False, log=print
+) -> dict[str, dict]:
     """Run the stages in order, reusing finished ones; a fresh run deletes earlier results first."""
     out = Path(out)
     if fresh and out.exists():

@@ -157,6 +157,36 @@ def _settings_note(results: dict) -> str:
     )
 
 
+def sample_views(results: dict, limit: int, prefix: str = "") -> list[SampleView]:
+    """Report views of the first sample of up to `limit` prompts; image paths get `prefix` prepended."""
+    turns = [t for t in TURNS if t in results["summary"]["turns"]]
+    views = []
+    for r in results["samples"]:
+        if len(views) >= limit:
+            break
+        if r["sample"] != 0:
+            continue
+        f = r["files"]
+
+        def path(key: str, r=r, f=f) -> str | None:
+            return f"{prefix}{r['folder']}/{f[key]}" if key in f else None
+
+        rewards = {f"{TURN_TITLES[t]} {m}": r["turns"][t][m] for t in turns for m in ("strict", "partial")}
+        views.append(
+            SampleView(
+                title=f"{r['prompt_id']} ({r['category']})",
+                prompt=r["prompt"],
+                think_1=r.get("think_1", ""),
+                image_1=path("image_1"),
+                think_2=r.get("think_2", ""),
+                image_2=path("image_2"),
+                rewards=rewards,
+                no_think_image=path("no_think_image"),
+            )
+        )
+    return views
+
+
 def _write_outputs(out_dir: Path, results: dict, report: bool, report_samples: int) -> dict[str, Path]:
     paths = {"results": out_dir / "results.json", "table": out_dir / "results.md"}
     paths["results"].write_text(json.dumps(results, indent=1, default=str))
@@ -223,28 +253,7 @@ def _write_outputs(out_dir: Path, results: dict, report: bool, report_samples: i
             },
             kind="bar",
         )
-        views = []
-        for r in results["samples"]:
-            if len(views) >= report_samples:
-                break
-            if r["sample"] != 0:
-                continue
-            f = r["files"]
-            rew = {
-                f"{TURN_TITLES[t]} {m}": r["turns"][t][m] for t in cat_turns for m in ("strict", "partial")
-            }
-            views.append(
-                SampleView(
-                    title=f"{r['prompt_id']} ({r['category']})",
-                    prompt=r["prompt"],
-                    think_1=r.get("think_1", ""),
-                    image_1=f"{r['folder']}/{f['image_1']}" if "image_1" in f else None,
-                    think_2=r.get("think_2", ""),
-                    image_2=f"{r['folder']}/{f['image_2']}" if "image_2" in f else None,
-                    rewards=rew,
-                    no_think_image=f"{r['folder']}/{f['no_think_image']}" if "no_think_image" in f else None,
-                )
-            )
+        views = sample_views(results, report_samples)
         paths["report"] = write_html_report(
             out_dir, [main, cat_table], [curve], views, title=f"Evaluation: {results['prompt_set']}"
         )

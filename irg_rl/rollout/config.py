@@ -1,0 +1,81 @@
+"""`RolloutConfig`: where trajectories are sampled and scored, and how weights reach the samplers (`rollout:`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from irg_rl.config import ConfigError
+
+__all__ = ["ENGINES", "WEIGHT_SYNCS", "REWARD_PLACEMENTS", "RolloutConfig"]
+
+# rollout backends
+ENGINES = ("ray", "local")
+# weight broadcast paths
+WEIGHT_SYNCS = ("object_store", "nccl")
+# where the composite reward runs
+REWARD_PLACEMENTS = ("local", "ray")
+
+
+@dataclass
+class RolloutConfig:
+    """Rollout placement (the `rollout:` section of an RL recipe)."""
+
+    # "ray": rollout worker actors sample; "local": the trainer process samples (no Ray; for debugging)
+    engine: str = "local"
+    # Ray cluster to join: "" starts a local Ray instance, "auto" / "ray://host:10001" joins an existing cluster
+    address: str = ""
+    # CPUs given to a Ray instance started here (0 = Ray's default: every core)
+    ray_num_cpus: int = 0
+    # rollout worker actors, each holding an inference copy of the policy
+    num_workers: int = 1
+    # CPUs reserved by each rollout worker
+    cpus_per_worker: float = 1.0
+    # GPUs reserved by each rollout worker (a fraction < 1 shares a GPU with other workers or the trainer)
+    gpus_per_worker: float = 0.0
+    # place every rollout worker on the trainer's node (hard node affinity); false lets Ray place them anywhere
+    colocate: bool = False
+    # torch threads inside each rollout worker (and in the local engine)
+    threads: int = 1
+    # weight broadcast after each update: object_store (CPU tensors through ray.put) | nccl (not implemented)
+    weight_sync: str = "object_store"
+    # after the first full broadcast, send only the tensors training can change (trainable or LoRA-merged)
+    sync_trainable_only: bool = True
+    # dead rollout workers that may be replaced during one sampling call before it fails
+    max_restarts: int = 3
+    # prompts per engine call (0 = split the prompts evenly, one chunk per worker); smaller chunks start
+    # reward scoring earlier and spread work on restarts
+    chunk_prompts: int = 0
+    # where the image/format rewards run: "local" (a thread in the trainer; components with serve: ray still
+    # use their own actors) or "ray" (every serve: local component is moved onto its own Ray actor)
+    reward_placement: str = "local"
+    # score each finished chunk while the remaining chunks are still being sampled
+    overlap_rewards: bool = True
+
+    def validate(self, section: str = "rollout") -> None:
+        def need(cond: bool, key: str, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"{section}.{key}: {msg}")
+
+        need(self.engine in ENGINES, "engine", f"must be one of {ENGINES}, got {self.engine!r}")
+        need(self.num_workers >= 1, "num_workers", f"must be >= 1, got {self.num_workers}")
+        need(self.cpus_per_worker >= 0, "cpus_per_worker", f"must be >= 0, got {self.cpus_per_worker}")
+        need(self.gpus_per_worker >= 0, "gpus_per_worker", f"must be >= 0, got {self.gpus_per_worker}")
+        need(self.threads >= 1, "threads", f"must be >= 1, got {self.threads}")
+        need(self.ray_num_cpus >= 0, "ray_num_cpus", f"must be >= 0, got {self.ray_num_cpus}")
+        need(
+            self.weight_sync in WEIGHT_SYNCS,
+            "weight_sync",
+            f"must be one of {WEIGHT_SYNCS}, got {self.weight_sync!r}",
+        )
+        need(self.max_restarts >= 0, "max_restarts", f"must be >= 0, got {self.max_restarts}")
+        need(self.chunk_prompts >= 0, "chunk_prompts", f"must be >= 0, got {self.chunk_prompts}")
+        need(
+            self.reward_placement in REWARD_PLACEMENTS,
+            "reward_placement",
+            f"must be one of {REWARD_PLACEMENTS}, got {self.reward_placement!r}",
+        )
+        need(
+            not (self.engine == "local" and self.weight_sync == "nccl"),
+            "weight_sync",
+            "nccl broadcasts to Ray workers; with engine: local use object_store",
+        )

@@ -1,0 +1,134 @@
+"""DPO driver: best vs worst trajectory of each group, sigmoid DPO on think tokens and Diffusion-DPO on SDE steps.
+
+Online (`dpo.pair_mode: online`): each step samples `prompts.per_step` groups of `pairs.group_size` trajectories,
+scores them, ranks each group by one scalar (`pairs.ranking` weights over image_2, improvement, no_regression,
+format) and trains on its (best, worst) pair. Offline (`offline`): each step reads one saved rollout batch
+(`<grpo output_dir>/rollouts/step-*.pt` with its rewards) instead of sampling. The reference is the
+adapter-disabled model under LoRA, else a frozen copy of the starting weights.
+`accelerate launch --config_file recipes/accelerate/<cfg>.yaml scripts/dpo.py --config recipes/shapes/dpo.yaml`
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from irg_rl.inference.rescoring import rescore
+from irg_rl.inference.trajectory import TrajectoryBatch
+from irg_rl.rollout.rewards import TrajectoryRewards
+from irg_rl.train.advantages import ROUND_2_COMPONENTS, combine_rewards
+from irg_rl.train.dpo_loss import DPOTerms, best_worst_pairs, dpo_loss
+from irg_rl.train.rl_batch import sequence_logps
+from irg_rl.train.rl_loop import RLLoop
+from irg_rl.train.rl_outputs import load_rollout
+from irg_rl.train.rl_recipe import DPORecipe
+
+__all__ = ["DPOTrainer", "ranking_rewards", "train", "main"]
+
+
+def ranking_rewards(components: dict[str, torch.Tensor], cfg) -> torch.Tensor:
+    """One scalar per trajectory `[N]` from the credit components (weights of `cfg`, a CreditConfig)."""
+    weights = {name: getattr(cfg, name) for name in ROUND_2_COMPONENTS}
+    weights["image_1"] = cfg.shared_image_1
+    return combine_rewards(components, weights, cfg.missing)
+
+
+class DPOTrainer(RLLoop):
+    """Builds everything from a `DPORecipe`; `run()` trains and returns the per-step history."""
+
+    name = "dpo"
+
+    def __init__(self, recipe: DPORecipe):
+        recipe.validate()
+        recipe.sampling.samples_per_prompt = recipe.pairs.group_size
+        super().__init__(recipe, recipe.pairs.group_size, needs_reference=True)
+        self.offline_files: list[Path] = []
+        if recipe.dpo.pair_mode == "offline":
+            root = Path(recipe.pairs.rollouts_dir)
+            files = sorted(p for p in root.glob("step-*.pt") if not p.name.endswith(".rewards.pt"))
+            if not files:
+                raise FileNotFoundError(f"pairs.rollouts_dir={root}: no saved rollouts (step-*.pt)")
+            self.offline_files = files * recipe.pairs.epochs
+
+    def pair_loss(
+        self, batch: TrajectoryBatch, components: dict[str, torch.Tensor], G: int
+    ) -> dict[str, float]:
+        s, d = self.setup, self.recipe.dpo
+        r = ranking_rewards(components, self.recipe.pairs.ranking).reshape(-1, G)
+        pairs = best_worst_pairs(r, d.min_reward_margin)
+        stats = {"pairs/num": float(pairs.group.numel()), "pairs/skipped_groups": float(pairs.num_skipped)}
+        if pairs.group.numel() == 0:
+            stats["update/skipped_no_signal"] = 1.0
+            return stats
+        chosen, rejected = pairs.flat(G)
+        idx = torch.cat([chosen, rejected]).tolist()
+        sub = batch.subset(idx)
+        P = chosen.numel()
+        with s.reference() as ref_model:
+            ref_text, ref_flow = sequence_logps(sub, rescore(ref_model, sub))
+        s.opt.zero_grad(set_to_none=True)
+        pol_text, pol_flow = sequence_logps(sub, rescore(s.view, sub))
+
+        def terms(pol, ref):
+            if pol is None:
+                return None
+            return DPOTerms(pol[:P], pol[P:], ref[:P].detach(), ref[P:].detach())
+
+        text = terms(pol_text, ref_text) if d.text_loss_weight > 0 else None
+        flow = terms(pol_flow, ref_flow) if d.flow_loss_weight > 0 else None
+        loss, ls = dpo_loss(text, flow, d)
+        s.acc.backward(loss)
+        if self.recipe.optim.grad_clip > 0:
+            gn = s.acc.clip_grad_norm_(s.module.parameters(), self.recipe.optim.grad_clip)
+            stats["grad_norm"] = float(gn) if gn is not None else float("nan")
+        s.opt.step()
+        s.opt.zero_grad(set_to_none=True)
+        stats.update(ls)
+        stats["pairs/reward_gap_mean"] = float((r.max(1).values - r.min(1).values)[pairs.group].mean())
+        stats["update/skipped_no_signal"] = 0.0
+        return stats
+
+    def update(self, batch: TrajectoryBatch, rewards: TrajectoryRewards) -> dict[str, float]:
+        return self.pair_loss(batch, rewards.components, self.G)
+
+    def train_step(self) -> dict[str, float]:
+        if not self.offline_files:
+            return super().train_step()
+        s = self.setup
+        t0 = time.perf_counter()
+        path = self.offline_files[s.step % len(self.offline_files)]
+        batch, comps = load_rollout(path)
+        G = max(t.sample_index for t in batch.trajectories) + 1
+        stats = {"offline/file": float(s.step % len(self.offline_files))}
+        stats.update(self.pair_loss(batch, comps, G))
+        s.scheduler.step()
+        s.step += 1
+        stats["time/sync_s"] = s.sync_weights()
+        stats.update(
+            {"step": s.step, "time/step_s": time.perf_counter() - t0, "trajectories": float(len(batch))}
+        )
+        return stats
+
+    def run(self) -> list[dict]:
+        try:
+            return self.run_loop()
+        finally:
+            self.close()
+
+
+def train(recipe: DPORecipe) -> list[dict]:
+    return DPOTrainer(recipe).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from irg_rl.config import parse_cli
+
+    recipe = parse_cli(
+        DPORecipe, argv, description="DPO on best/worst IRG trajectory pairs (online or offline)."
+    )
+    history = train(recipe)
+    if history:
+        print(json.dumps({"final_step": history[-1]["step"], "final_loss": history[-1].get("loss")}))

@@ -1,0 +1,156 @@
+"""GRPO driver: generate -> reward -> log-probs -> advantage -> update, over think-image-reflect-image trajectories.
+
+`accelerate launch --config_file recipes/accelerate/<cfg>.yaml scripts/grpo.py --config recipes/shapes/grpo.yaml`
+(or plain `python scripts/grpo.py ...`). Each step samples `prompts.per_step` x G trajectories (SDE window on
+both images, log-probs recorded), scores them, turns rewards into per-round (or shared) group advantages, and runs
+`grpo.inner_updates` optimiser steps of the clipped objective over think tokens and SDE steps. Before the first
+inner step's update, the re-scored log-probs must equal the recorded ones (ratio == 1): checked and logged every
+step (`ratio_check/*`), and fatal with `train.strict_ratio_check`. The maths lives in `advantages`,
+`policy_loss` and `rl_batch`; the loop in `rl_loop`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import torch
+
+from irg_rl.inference.rescoring import rescore
+from irg_rl.inference.trajectory import TrajectoryBatch
+from irg_rl.rollout.rewards import TrajectoryRewards
+from irg_rl.train.advantages import assign_credit
+from irg_rl.train.policy_loss import grpo_loss
+from irg_rl.train.rl_batch import flow_terms, ratio_deviation, text_terms
+from irg_rl.train.rl_loop import RLLoop
+from irg_rl.train.rl_recipe import GRPORecipe
+
+__all__ = ["GRPOTrainer", "train", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def _sync_sampling(recipe: GRPORecipe) -> None:
+    """grpo.noise_level / sde_window_* are the source of truth for the engine's SDE settings."""
+    s, g = recipe.sampling, recipe.grpo
+    s.noise_level, s.sde_window_size = g.noise_level, g.sde_window_size
+    s.sde_window_start, s.sde_window_max_start = g.sde_window_start, g.sde_window_max_start
+    s.samples_per_prompt = g.group_size
+
+
+class GRPOTrainer(RLLoop):
+    """Builds everything from a `GRPORecipe`; `run()` trains and returns the per-step history."""
+
+    name = "grpo"
+
+    def __init__(self, recipe: GRPORecipe):
+        _sync_sampling(recipe)
+        recipe.validate()
+        super().__init__(recipe, recipe.grpo.group_size, needs_reference=recipe.grpo.kl_coef > 0)
+        self.last_ratio: dict[str, float] = {}
+
+    def advantages(self, batch: TrajectoryBatch, rewards: TrajectoryRewards):
+        g = self.recipe.grpo
+        P = len(batch) // self.G
+        comps = {k: v.reshape(P, self.G) for k, v in rewards.components.items()}
+        return assign_credit(comps, g.credit, eps=g.adv_eps, zero_std_tol=g.zero_std_tol, adv_clip=g.adv_clip)
+
+    def _micro_batches(self, n: int) -> list[list[int]]:
+        mb = self.recipe.train.micro_batch or n
+        return [list(range(a, min(a + mb, n))) for a in range(0, n, mb)]
+
+    def update(self, batch: TrajectoryBatch, rewards: TrajectoryRewards) -> dict[str, float]:
+        s, g = self.setup, self.recipe.grpo
+        credit = self.advantages(batch, rewards)
+        stats = {f"adv/{k}": float(v) for k, v in credit.stats.items()}
+        n = len(batch)
+        micro = self._micro_batches(n)
+        any_valid = bool(credit.valid_1.any() or credit.valid_2.any())
+        refs = [None] * len(micro)
+        if g.kl_coef > 0:
+            with s.reference() as ref_model:
+                refs = [rescore(ref_model, batch.subset(idx)) for idx in micro]
+        for u in range(g.inner_updates):
+            s.opt.zero_grad(set_to_none=True)
+            agg: dict[str, float] = {}
+            dev = {"text": 0.0, "flow": 0.0}
+            for idx, ref in zip(micro, refs, strict=True):
+                sub = batch.subset(idx)
+                out = rescore(s.view, sub)
+                if u == 0:
+                    d = ratio_deviation(sub, out)
+                    dev = {k: max(dev[k], d[k]) for k in dev}
+                sub_credit = _select_credit(credit, idx)
+                text = text_terms(sub, out, sub_credit, ref) if g.text_loss_weight > 0 else None
+                flow = flow_terms(sub, out, sub_credit, ref) if g.flow_loss_weight > 0 else None
+                if text is None and flow is None:
+                    raise ValueError(
+                        "grpo: nothing to train (no think tokens and no SDE steps); set grpo.sde_window_size > 0 "
+                        "or sampling.think: true, and a positive text/flow loss weight"
+                    )
+                loss, ls = grpo_loss(text, flow, g)
+                s.acc.backward(loss * (len(idx) / n))
+                for k, v in ls.items():
+                    agg[k] = agg.get(k, 0.0) + v * len(idx) / n
+            if u == 0:
+                self._check_ratio(dev, stats)
+            if any_valid:
+                if self.recipe.optim.grad_clip > 0:
+                    gn = s.acc.clip_grad_norm_(s.module.parameters(), self.recipe.optim.grad_clip)
+                    agg["grad_norm"] = float(gn) if gn is not None else float("nan")
+                s.opt.step()
+            s.opt.zero_grad(set_to_none=True)
+            tag = "first" if u == 0 else "last"
+            if u == 0 or u == g.inner_updates - 1:
+                stats.update({(f"{tag}/{k}" if g.inner_updates > 1 else k): v for k, v in agg.items()})
+        stats["update/skipped_no_signal"] = float(not any_valid)
+        return stats
+
+    def _check_ratio(self, dev: dict[str, float], stats: dict) -> None:
+        tol = self.recipe.grpo.ratio_check_tol
+        stats["ratio_check/text_max_dev"] = dev["text"]
+        stats["ratio_check/flow_max_dev"] = dev["flow"]
+        ok = dev["text"] < tol and dev["flow"] < tol
+        stats["ratio_check/ok"] = float(ok)
+        self.last_ratio = dict(dev)
+        if not ok:
+            msg = (
+                f"GRPO ratio check failed at step {self.setup.step}: max |ratio - 1| text {dev['text']:.2e}, flow "
+                f"{dev['flow']:.2e} > grpo.ratio_check_tol={tol} at the first inner step: the rollout workers and "
+                f"the trainer compute different log-probs (stale weights, dtype or sampler/rescoring mismatch)"
+            )
+            if self.recipe.train.strict_ratio_check:
+                raise RuntimeError(msg)
+            log.warning(msg)
+
+    def run(self) -> list[dict]:
+        try:
+            return self.run_loop()
+        finally:
+            self.close()
+
+
+def _select_credit(credit, idx: list[int]):
+    from irg_rl.train.advantages import CreditAdvantages
+
+    i = torch.tensor(idx, dtype=torch.long)
+    return CreditAdvantages(
+        credit.round_1.reshape(-1)[i],
+        credit.round_2.reshape(-1)[i],
+        credit.valid_1.reshape(-1)[i],
+        credit.valid_2.reshape(-1)[i],
+        credit.stats,
+    )
+
+
+def train(recipe: GRPORecipe) -> list[dict]:
+    return GRPOTrainer(recipe).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from irg_rl.config import parse_cli
+
+    recipe = parse_cli(GRPORecipe, argv, description="GRPO over IRG think-image-reflect-image trajectories.")
+    history = train(recipe)
+    if history:
+        print(json.dumps({"final_step": history[-1]["step"], "final_loss": history[-1].get("loss")}))

@@ -1,0 +1,120 @@
+"""From re-scored trajectories to loss inputs (pure functions): per-element log-probs, masks and advantages for
+the text tokens (think_1 | think_2) and the SDE steps (image_1 | image_2), round-1 segments taking the round-1
+advantage and round-2 segments the round-2 advantage (`CreditAdvantages`; identical in shared mode)."""
+
+from __future__ import annotations
+
+import torch
+
+from irg_rl.inference.rescoring import RescoreOutput
+from irg_rl.inference.trajectory import TrajectoryBatch
+from irg_rl.train.advantages import CreditAdvantages
+from irg_rl.train.policy_loss import PolicyTerms
+
+__all__ = ["ROUND_OF", "text_terms", "flow_terms", "ratio_deviation", "sequence_logps"]
+
+# which round's advantage each segment takes
+ROUND_OF = {"think_1": 1, "image_1": 1, "think_2": 2, "image_2": 2}
+
+
+def _round(credit: CreditAdvantages, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    adv, valid = (credit.round_1, credit.valid_1) if k == 1 else (credit.round_2, credit.valid_2)
+    return adv.reshape(-1), valid.reshape(-1)
+
+
+def text_terms(
+    batch: TrajectoryBatch,
+    out: RescoreOutput,
+    credit: CreditAdvantages,
+    ref: RescoreOutput | None = None,
+) -> PolicyTerms | None:
+    """PolicyTerms over `[N, L_1 + L_2]` think tokens (None when nothing was scored). Advantages `[N, L]`."""
+    names = [n for n in ("think_1", "think_2") if n in out.text_logprobs]
+    if not names:
+        return None
+    logp, old, mask, adv, ref_lp = [], [], [], [], []
+    for name in names:
+        _, recorded, m = batch.text_tensors(name)
+        a, valid = _round(credit, ROUND_OF[name])
+        dev = out.text_logprobs[name].device
+        logp.append(out.text_logprobs[name])
+        old.append(recorded.to(dev))
+        mask.append(m.to(dev) & valid.to(dev)[:, None])
+        adv.append(a.to(dev)[:, None].expand_as(recorded).float())
+        if ref is not None:
+            ref_lp.append(ref.text_logprobs[name].detach().to(dev))
+    return PolicyTerms(
+        logp=torch.cat(logp, 1),
+        old_logp=torch.cat(old, 1),
+        advantages=torch.cat(adv, 1),
+        mask=torch.cat(mask, 1),
+        ref_logp=torch.cat(ref_lp, 1) if ref is not None else None,
+    )
+
+
+def _step_kl(out: RescoreOutput, ref: RescoreOutput, name: str) -> torch.Tensor:
+    """Closed-form Gaussian KL per recorded step `[N, K]` (same std under both models)."""
+    mean, mean_ref, std = out.sde_mean[name], ref.sde_mean[name].detach(), out.sde_std[name].detach()
+    kl = (mean.float() - mean_ref.float()) ** 2 / (2.0 * std.float()[..., None, None] ** 2)
+    return kl.flatten(2).mean(-1)
+
+
+def flow_terms(
+    batch: TrajectoryBatch,
+    out: RescoreOutput,
+    credit: CreditAdvantages,
+    ref: RescoreOutput | None = None,
+) -> PolicyTerms | None:
+    """PolicyTerms over `[N, K_1 + K_2]` SDE steps (None when no step was stochastic)."""
+    names = [n for n in ("image_1", "image_2") if n in out.sde_logprobs]
+    if not names:
+        return None
+    logp, old, mask, adv, kl = [], [], [], [], []
+    for name in names:
+        lp = out.sde_logprobs[name]
+        dev = lp.device
+        a, valid = _round(credit, ROUND_OF[name])
+        logp.append(lp)
+        old.append(batch.sde_logprobs(name).to(dev))
+        mask.append(valid.to(dev)[:, None].expand_as(lp))
+        adv.append(a.to(dev)[:, None].expand_as(lp).float())
+        if ref is not None:
+            kl.append(_step_kl(out, ref, name))
+    return PolicyTerms(
+        logp=torch.cat(logp, 1),
+        old_logp=torch.cat(old, 1),
+        advantages=torch.cat(adv, 1),
+        mask=torch.cat(mask, 1),
+        kl=torch.cat(kl, 1) if ref is not None else None,
+    )
+
+
+def ratio_deviation(batch: TrajectoryBatch, out: RescoreOutput) -> dict[str, float]:
+    """max |exp(logp - recorded) - 1| over every sampled think token and every recorded SDE step, per kind."""
+    res = {"text": 0.0, "flow": 0.0}
+    with torch.no_grad():
+        for name, lp in out.text_logprobs.items():
+            _, recorded, m = batch.text_tensors(name)
+            d = (torch.exp(lp.float().cpu() - recorded) - 1).abs()[m]
+            if d.numel():
+                res["text"] = max(res["text"], float(d.max()))
+        for name, lp in out.sde_logprobs.items():
+            d = (torch.exp(lp.float().cpu() - batch.sde_logprobs(name)) - 1).abs()
+            if d.numel():
+                res["flow"] = max(res["flow"], float(d.max()))
+    return res
+
+
+def sequence_logps(
+    batch: TrajectoryBatch, out: RescoreOutput
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(text `[N]`, flow `[N]`) sums of log-probs of each trajectory's think tokens and SDE steps (None if absent)."""
+    text = None
+    for name, lp in out.text_logprobs.items():
+        s = (lp.float() * out.text_mask[name].float()).sum(1)
+        text = s if text is None else text + s
+    flow = None
+    for lp in out.sde_logprobs.values():
+        s = lp.float().sum(1)
+        flow = s if flow is None else flow + s
+    return text, flow

@@ -1,0 +1,184 @@
+"""Top-level typed RL recipes: `GRPORecipe` (scripts/grpo.py) and `DPORecipe` (scripts/dpo.py).
+
+Both start from a model checkpoint (an SFT run directory, a training checkpoint or a BAGEL-layout directory),
+sample two-round IRG trajectories with the rollout section's backend, score them with the rewards section, and
+train with the optimiser / freeze (LoRA) sections shared with SFT. `validate()` names the field to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from irg_rl.config import MISSING, ConfigError
+from irg_rl.inference.engine_config import IRGSamplingConfig, tiny_sampling
+from irg_rl.models.configs import ModelRecipe
+from irg_rl.rollout.config import RolloutConfig
+from irg_rl.rollout.rewards import RewardsConfig
+from irg_rl.tasks.shapes import ShapesWorldConfig
+from irg_rl.train.rl_config import CreditConfig, DPOConfig, GRPOConfig
+from irg_rl.train.sft_config import PRECISIONS, FreezeSection, LogSection, OptimSection
+
+__all__ = ["PromptSection", "RLTrainSection", "EvalSection", "GRPORecipe", "DPORecipe", "REFERENCES"]
+
+# what the KL / DPO reference model is
+REFERENCES = ("auto", "adapter_disabled", "frozen_copy")
+
+
+def _rl_optim() -> OptimSection:
+    return OptimSection(lr=1e-5, warmup_steps=0, grad_clip=1.0)
+
+
+@dataclass
+class PromptSection:
+    """Where training prompts come from."""
+
+    # "shapes" = ShapesWorld train split (generated), or a JSONL file with one {"prompt": ..., ...metadata} per line
+    source: str = "shapes"
+    # ShapesWorld: distinct training prompts drawn from the train split
+    num_train: int = 2000
+    # ShapesWorld world (must match the one the SFT data was built with)
+    world: ShapesWorldConfig = field(default_factory=ShapesWorldConfig)
+    # prompts per rollout step on each process (each sampled G times)
+    per_step: int = 8
+
+
+@dataclass
+class RLTrainSection:
+    """The RL loop, outputs, checkpoints and resume."""
+
+    # output directory (checkpoints, trajectories, grids, logs)
+    output_dir: str = MISSING
+    # rollout + update steps to run
+    max_steps: int = 100
+    # random seed (prompt order, rollout noise, SDE windows)
+    seed: int = 0
+    # mixed precision: auto (bf16 on GPU, none on CPU) | no | bf16 | fp16
+    mixed_precision: str = "auto"
+    # trajectories per re-scoring forward pass (gradients accumulate across them; 0 = all at once)
+    micro_batch: int = 0
+    # raise (instead of logging a warning) when the first inner step's ratio is not 1 within grpo.ratio_check_tol
+    strict_ratio_check: bool = False
+    # save a checkpoint every this many steps (and at the end; 0 = only at the end)
+    save_every: int = 50
+    # keep this many most recent checkpoints (0 = all)
+    keep_last: int = 2
+    # resume: "never", "auto" (latest checkpoint in output_dir, if any) or a checkpoint path
+    resume_from: str = "auto"
+    # log every this many steps
+    log_every: int = 1
+    # save every this many steps's trajectories to <output_dir>/rollouts (0 = never); offline DPO reads them
+    save_trajectories_every: int = 1
+    # log an image grid (image_1 | image_2, prompt, reflection, rewards) every this many steps (0 = never)
+    image_grid_every: int = 10
+    # trajectories shown in an image grid
+    image_grid_rows: int = 8
+    # torch threads in the trainer process (0 = torch's default)
+    cpu_threads: int = 0
+    # stop after this many steps of this run even if max_steps is not reached (0 = off; for tests)
+    stop_after_steps: int = 0
+
+
+@dataclass
+class EvalSection:
+    """Held-out evaluation (deterministic Euler images, scored by the metric rewards)."""
+
+    # evaluate every this many steps (0 = only before training and at the end)
+    every: int = 0
+    # held-out prompts (ShapesWorld heldout split; a JSONL file for other sources)
+    num_prompts: int = 200
+    # held-out prompt file for non-ShapesWorld sources ("" = none: no evaluation)
+    file: str = ""
+    # evaluate before the first step
+    at_start: bool = True
+    # seed of the held-out prompts and of the sampling noise
+    seed: int = 12345
+
+
+@dataclass
+class _RLBase:
+    # the model: a checkpoint directory (SFT run dir, training checkpoint or BAGEL layout) or a preset
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    # engine settings used for rollouts (grpo noise_level / sde_window_size override their sampling twins)
+    sampling: IRGSamplingConfig = field(default_factory=tiny_sampling)
+    # rollout backend and placement
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    # rewards
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    # training prompts
+    prompts: PromptSection = field(default_factory=PromptSection)
+    # optimiser (AdamW) and schedule
+    optim: OptimSection = field(default_factory=_rl_optim)
+    # frozen parts and LoRA (PEFT) adapters
+    freeze: FreezeSection = field(default_factory=FreezeSection)
+    # reference model for KL / DPO: auto (adapter-disabled under LoRA, else a frozen copy) | adapter_disabled | frozen_copy
+    reference: str = "auto"
+    # loop and outputs
+    train: RLTrainSection = field(default_factory=RLTrainSection)
+    # held-out evaluation
+    eval: EvalSection = field(default_factory=EvalSection)
+    # wandb and progress bar
+    log: LogSection = field(default_factory=LogSection)
+
+    def _validate_common(self, group_size: int) -> None:
+        self.sampling.validate("sampling")
+        self.rollout.validate("rollout")
+        if self.sampling.rounds != 2:
+            raise ConfigError(
+                "sampling.rounds: RL over IRG trajectories needs 2 rounds (think-image-reflect-image)"
+            )
+        if self.reference not in REFERENCES:
+            raise ConfigError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
+        if self.reference == "adapter_disabled" and not self.freeze.lora.enabled:
+            raise ConfigError(
+                "reference=adapter_disabled needs freeze.lora.enabled=true (or use frozen_copy)"
+            )
+        if self.train.mixed_precision not in PRECISIONS:
+            raise ConfigError(f"train.mixed_precision must be one of {PRECISIONS}")
+        if self.prompts.per_step < 1 or self.train.max_steps < 1:
+            raise ConfigError("prompts.per_step and train.max_steps must be >= 1")
+        if group_size < 2:
+            raise ConfigError(f"group size must be >= 2, got {group_size}")
+        if self.train.micro_batch < 0:
+            raise ConfigError(f"train.micro_batch must be >= 0, got {self.train.micro_batch}")
+
+
+@dataclass
+class GRPORecipe(_RLBase):
+    """GRPO over full think-image-reflect-image trajectories."""
+
+    # GRPO maths: group size, clip ranges, KL, credit assignment, inner updates, SDE window
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+
+    def validate(self) -> None:
+        self.grpo.validate("grpo")
+        self._validate_common(self.grpo.group_size)
+
+
+@dataclass
+class DPOSection:
+    """Where DPO pairs come from, on top of `DPOConfig`."""
+
+    # trajectories sampled per prompt when pairs are made online
+    group_size: int = 4
+    # offline: directory of saved rollouts (<grpo output_dir>/rollouts or a folder of step-*.pt files)
+    rollouts_dir: str = ""
+    # offline: passes over the saved rollouts
+    epochs: int = 1
+    # how the reward components become the one scalar that ranks a group (mode is ignored: always one scalar)
+    ranking: CreditConfig = field(default_factory=lambda: CreditConfig(mode="shared"))
+
+
+@dataclass
+class DPORecipe(_RLBase):
+    """DPO on best/worst trajectory pairs (online from fresh groups, or offline from saved rollouts)."""
+
+    # DPO maths (betas, label smoothing, pair mode, margin)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    # pair sources
+    pairs: DPOSection = field(default_factory=DPOSection)
+
+    def validate(self) -> None:
+        self.dpo.validate("dpo")
+        self._validate_common(self.pairs.group_size)
+        if self.dpo.pair_mode == "offline" and not self.pairs.rollouts_dir:
+            raise ConfigError("dpo.pair_mode=offline needs pairs.rollouts_dir (a folder of saved rollouts)")

@@ -1,0 +1,290 @@
+"""What the GRPO and DPO drivers share: the policy (LoRA or full), its reference, accelerate, the rollout backend,
+prompts, weight sync and atomic checkpoints (through `irg_rl.train.checkpointing`, the SFT layout).
+
+Re-scoring goes through the accelerate-wrapped module (`PolicyForward`) so DDP / DeepSpeed see the forward and
+reduce gradients; `RescoreView` gives `irg_rl.inference.rescore` the model interface it expects on top of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from irg_rl.config import to_yaml
+from irg_rl.models import BagelModel, PackedOutput
+from irg_rl.models.checkpoint import MODEL_FILE, load_checkpoint, save_checkpoint
+from irg_rl.rollout import SampleRequest, WorkerSpec, make_rollout
+from irg_rl.rollout.weight_sync import changing_keys, export_weights
+from irg_rl.train import checkpointing as ckpt
+from irg_rl.train.freeze import apply_freeze, apply_lora, merged_state_dict, trainable_summary
+
+__all__ = [
+    "resolve_model_dir",
+    "PolicyForward",
+    "RescoreView",
+    "RLSetup",
+    "load_prompts",
+    "heldout_prompts",
+]
+
+
+def resolve_model_dir(source: str) -> Path:
+    """A BAGEL-layout directory from a checkpoint dir, a training checkpoint (`.../model`) or a run directory."""
+    path = Path(source)
+    if (path / MODEL_FILE).is_file():
+        return path
+    if (path / "model" / MODEL_FILE).is_file():
+        return path / "model"
+    latest = ckpt.latest_checkpoint(path) if (path / "checkpoints").is_dir() else None
+    if latest is not None and (latest / "model" / MODEL_FILE).is_file():
+        return latest / "model"
+    raise FileNotFoundError(
+        f"model.source={source!r}: no {MODEL_FILE} there, in its model/ folder, or in the latest checkpoint of a "
+        f"run directory; point it at an SFT run (e.g. runs/demo/sft_stage2) or a checkpoint directory"
+    )
+
+
+class PolicyForward(nn.Module):
+    """`forward(seq) -> (ce_logits, velocity)` so accelerate's wrappers (DDP, DeepSpeed) see each forward."""
+
+    def __init__(self, bagel: nn.Module):
+        super().__init__()
+        self.bagel = bagel
+
+    def forward(self, seq):
+        out = self.bagel.forward_packed(seq)
+        return out.ce_logits, out.velocity
+
+
+class RescoreView:
+    """The `BagelModel` interface `rescore` needs, with `forward_packed` routed through the wrapped module."""
+
+    def __init__(self, wrapped: nn.Module, bagel: BagelModel):
+        self._wrapped, self._bagel = wrapped, bagel
+
+    def forward_packed(self, seq) -> PackedOutput:
+        ce, vel = self._wrapped(seq)
+        return PackedOutput(ce, vel)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bagel, name)
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    rows = []
+    with open(path) as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{i}: not valid JSON ({err})") from err
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise ValueError(f"{path}:{i}: each line must be an object with a string 'prompt' field")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no prompts")
+    return rows
+
+
+def load_prompts(section, seed: int) -> list[dict]:
+    """Training prompts as metadata dicts with a 'prompt' key (ShapesWorld train split or a JSONL file)."""
+    if section.source == "shapes":
+        from irg_rl.tasks.shapes import generate_prompts
+
+        return generate_prompts(section.world, section.num_train, seed=seed, split="train")
+    return _read_jsonl(section.source)
+
+
+def heldout_prompts(recipe) -> list[dict]:
+    """Held-out evaluation prompts (ShapesWorld heldout split, or `eval.file`); [] when there are none."""
+    if recipe.prompts.source == "shapes":
+        from irg_rl.tasks.shapes import generate_prompts
+
+        return generate_prompts(
+            recipe.prompts.world, recipe.eval.num_prompts, seed=recipe.eval.seed, split="heldout"
+        )
+    return _read_jsonl(recipe.eval.file)[: recipe.eval.num_prompts] if recipe.eval.file else []
+
+
+def _make_accelerator(mixed_precision: str):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+    mp = ("bf16" if torch.cuda.is_available() else "no") if mixed_precision == "auto" else mixed_precision
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    acc = Accelerator(mixed_precision=mp, kwargs_handlers=handlers)
+    ds = acc.state.deepspeed_plugin
+    if ds is not None:
+        conf = ds.deepspeed_config
+        conf["train_micro_batch_size_per_gpu"] = 1
+        conf["gradient_accumulation_steps"] = 1
+        if int(conf.get("zero_optimization", {}).get("stage", 0)) >= 3:
+            raise NotImplementedError(
+                "RL with DeepSpeed ZeRO-3 is not supported: re-scoring and weight export need whole parameters; "
+                "use LoRA with ZeRO-2 (recipes/accelerate/zero2.yaml)"
+            )
+    return acc
+
+
+@dataclass
+class _Ref:
+    # how the reference is computed: "adapter_disabled" | "frozen_copy" | "none"
+    kind: str
+    # the frozen copy when kind == "frozen_copy"
+    model: BagelModel | None = None
+
+
+class RLSetup:
+    """Builds policy, optimiser, accelerator, reference and rollout from a GRPO/DPO recipe."""
+
+    def __init__(self, recipe, needs_reference: bool):
+        from irg_rl.train.sft_setup import make_optimizer, make_scheduler
+
+        self.recipe = r = recipe
+        if r.train.cpu_threads > 0:
+            torch.set_num_threads(r.train.cpu_threads)
+        self.acc = _make_accelerator(r.train.mixed_precision)
+        self.out = Path(r.train.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.resume_path = ckpt.resolve_resume(r.train.resume_from, self.out)
+        src = self.resume_path / "model" if self.resume_path is not None else None
+        if src is None:
+            if not r.model.is_checkpoint():
+                raise ValueError(
+                    f"model.source={r.model.source!r} is a preset (random weights): RL starts from a trained "
+                    f"checkpoint; set model.source to an SFT run directory or checkpoint"
+                )
+            src = resolve_model_dir(r.model.source)
+        ck = load_checkpoint(src, dtype=torch.float32)
+        if ck.tokenizer is None or ck.vae is None:
+            raise ValueError(f"{src}: RL needs a checkpoint with tokenizer files and ae.safetensors")
+        self.origin, self.tokenizer, self.vae, self.config = str(src), ck.tokenizer, ck.vae, ck.config
+        bagel = ck.model.train()
+        frozen_copy = None
+        ref_kind = (
+            r.reference
+            if r.reference != "auto"
+            else ("adapter_disabled" if r.freeze.lora.enabled else "frozen_copy")
+        )
+        if needs_reference and ref_kind == "frozen_copy":
+            frozen_copy = copy.deepcopy(bagel).eval().requires_grad_(False)
+        self.ref = _Ref(ref_kind if needs_reference else "none", frozen_copy)
+        apply_freeze(bagel, r.freeze)
+        if r.freeze.lora.enabled:
+            bagel = apply_lora(bagel, r.freeze.lora)
+        self.bagel = bagel
+        self.trainable, self.total = trainable_summary(bagel)
+        self.sync_keys = changing_keys(bagel)
+        params = [p for p in bagel.parameters() if p.requires_grad]
+        self.opt = make_optimizer(params, r.optim)
+        self.scheduler = make_scheduler(self.opt, r.optim, r.train.max_steps)
+        self.module, self.opt = self.acc.prepare(PolicyForward(bagel), self.opt)
+        self.acc.register_for_checkpointing(self.scheduler)
+        self.view = RescoreView(self.module, bagel)
+        self.step, self.history = 0, []
+        if self.resume_path is not None:
+            self.acc.load_state(str(self.resume_path / "state"))
+            state = ckpt.read_trainer_state(self.resume_path)
+            self.step, self.history = int(state["step"]), list(state["history"])
+        self.spec = WorkerSpec(
+            self.config, self.tokenizer, self.vae, copy.deepcopy(r.sampling), r.rollout.threads
+        )
+        self.rollout = make_rollout(self.spec, r.rollout)
+        self.policy_version = -1
+        self.sync_weights(full=True)
+        rank_seed = r.train.seed * 1_000_003 + self.acc.process_index * 7919
+        self.prompts = load_prompts(r.prompts, r.train.seed)
+        self.rng = np.random.default_rng([rank_seed, self.step])
+
+    # ---- reference --------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reference(self):
+        """Context in which re-scoring `self.reference_model()` gives reference log-probs (no grad)."""
+        if self.ref.kind == "adapter_disabled":
+            from peft.tuners.lora import LoraLayer
+
+            layers = [m for m in self.bagel.modules() if isinstance(m, LoraLayer)]
+            for m in layers:
+                m.enable_adapters(False)
+            try:
+                with torch.no_grad():
+                    yield self.bagel
+            finally:
+                for m in layers:
+                    m.enable_adapters(True)
+        elif self.ref.kind == "frozen_copy":
+            with torch.no_grad():
+                yield self.ref.model
+        else:
+            raise RuntimeError("no reference model configured (kl_coef is 0)")
+
+    # ---- weights to the rollout workers ------------------------------------------------------------------
+
+    def sync_weights(self, full: bool = False) -> float:
+        """Send the current policy to the rollout backend; returns seconds spent."""
+        import time
+
+        t0 = time.perf_counter()
+        keys = None if full or not self.recipe.rollout.sync_trainable_only else self.sync_keys
+        self.policy_version += 1
+        self.rollout.set_weights(self.policy_version, export_weights(self.bagel, keys), full or keys is None)
+        return time.perf_counter() - t0
+
+    def request(
+        self, metas: list[dict], G: int, seed: int, mode: str, window_start: int | None
+    ) -> SampleRequest:
+        return SampleRequest(
+            [m["prompt"] for m in metas], [dict(m) for m in metas], G, seed, mode, window_start
+        )
+
+    def draw_prompts(self, n: int) -> list[dict]:
+        idx = self.rng.choice(len(self.prompts), size=n, replace=len(self.prompts) < n)
+        return [self.prompts[int(i)] for i in idx]
+
+    def step_seed(self) -> int:
+        return int(self.rng.integers(0, 2**31 - 1))
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        """Atomic checkpoint `step-N`: model/ (LoRA merged, loader layout), state/ (optimiser, RNG), trainer.json."""
+        acc, step = self.acc, self.step
+        final = ckpt.step_dir(self.out, step)
+        tmp = ckpt.tmp_dir_for(final)
+        if acc.is_main_process:
+            ckpt.prepare_tmp(final)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            with torch.device("meta"):
+                shell = BagelModel(self.config, self.bagel.special)
+            state = {k: v.detach().cpu() for k, v in merged_state_dict(self.bagel).items()}
+            shell.load_state_dict(state, strict=True, assign=True)
+            save_checkpoint(shell, tmp / "model", tokenizer=self.tokenizer, vae=self.vae)
+        acc.save_state(str(tmp / "state"))
+        if acc.is_main_process:
+            ckpt.write_json_atomic(tmp / "data_state.json", {"ranks": [{"rng_step": step}]})
+            ckpt.write_json_atomic(
+                tmp / "trainer.json", {"step": step, "world_size": acc.num_processes, "history": self.history}
+            )
+            (tmp / "recipe.yaml").write_text(to_yaml(self.recipe))
+            ckpt.finalize(tmp, final, step)
+            ckpt.prune(self.out, self.recipe.train.keep_last)
+        acc.wait_for_everyone()
+        return final
+
+    def shutdown(self) -> None:
+        self.rollout.shutdown()

@@ -1,0 +1,256 @@
+"""The typed SFT recipe (`SFTRecipe`): model, data mixture and packing, losses, optimiser, freezing, training, logging.
+
+Defaults are the IRG paper's stage-1 settings for BAGEL-7B-MoT (DESIGN.md section 3); the ShapesWorld recipes
+override sizes and step counts. `validate()` runs after loading and names the key to change on any conflict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from irg_rl.config import MISSING
+from irg_rl.data.modes import MODES, STAGE1_WEIGHTS
+from irg_rl.models.configs import ModelRecipe
+
+SCHEDULERS = ("constant", "cosine", "linear")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+INIT_WEIGHTS = ("ema", "model")
+
+
+@dataclass
+class InitSection:
+    """Where the starting weights come from (stage 2 starts from a stage-1 checkpoint)."""
+
+    # checkpoint directory (BAGEL layout, or a training checkpoint) whose weights initialise the model;
+    # null or "" keeps model.source's weights
+    from_checkpoint: str | None = None
+    # which weights of `from_checkpoint` to load: ema (ema.safetensors) or model (model.safetensors)
+    weights: str = "ema"
+
+
+@dataclass
+class DataSection:
+    """Which IRGL data to read, how the six modes are mixed, and how conversations are packed."""
+
+    # dataset root holding one folder of parquet files per learning mode (official IRGL layout)
+    root: str = MISSING
+    # sampling weight per learning mode; modes left out (or weight 0) are not read
+    mode_weights: dict[str, float] = field(default_factory=lambda: dict(STAGE1_WEIGHTS))
+    # modes of which every packed micro-batch holds at least one sample (drawn first)
+    mandatory_modes: list[str] = field(default_factory=list)
+    # what a malformed row does: raise (stop with file/row/field) or skip (count it and go on)
+    on_error: str = "raise"
+    # shuffle the order of parquet files of each mode every epoch (rows stay in file order: streaming)
+    shuffle_files: bool = True
+    # fill each micro-batch with samples until it holds at least this many tokens
+    expected_tokens_per_step: int = 40000
+    # hard cap on tokens in one micro-batch; a sample that would cross it waits for the next micro-batch
+    max_tokens_per_step: int = 45000
+    # samples longer than this are dropped (counted in the logs)
+    max_tokens_per_sample: int = 20000
+    # if > 0: exactly this many samples per micro-batch instead of the token budget (fixed-batch recipes, tests)
+    samples_per_micro_batch: int = 0
+    # probability of dropping a text condition (a text part without loss) from a sample
+    text_cond_dropout: float = 0.0
+    # probability of dropping a ViT condition of an image
+    vit_cond_dropout: float = 0.0
+    # probability of dropping a clean-VAE condition of an image (teaches the no-image CFG branch)
+    vae_cond_dropout: float = 0.3
+    # probability of dropping the user prompt of a sample (text CFG branch); 0 in the paper
+    prompt_dropout: float = 0.0
+    # per generated image, probability of dropping the texts of its round (round 1: also the prompt): trains
+    # the text-CFG branch a model from scratch needs; 0 in the paper (BAGEL's pretraining already has it)
+    think_cfg_dropout: float = 0.0
+    # probability of dropping a condition image entirely (clean VAE and ViT together): the image-CFG branch
+    image_cond_dropout: float = 0.0
+    # system prompt put before every conversation (must match what inference uses); "" = none
+    system_prompt: str = ""
+    # decode-check every image while reading (slower; malformed images are caught at packing anyway)
+    check_images: bool = False
+
+
+@dataclass
+class LossSection:
+    """Loss weights and the flow-matching timestep distribution."""
+
+    # weight of the text cross-entropy (token mean over all ranks)
+    ce_weight: float = 1.0
+    # weight of the flow-matching MSE on noised VAE tokens
+    mse_weight: float = 1.0
+    # training timestep shift s in t = s*u / (1 + (s-1)*u), u = sigmoid(N(0, 1))
+    timestep_shift: float = 4.0
+    # stop training the text loss from this optimiser step on (-1 = never)
+    disable_ce_from_step: int = -1
+    # stop training the image loss from this optimiser step on (-1 = never)
+    disable_mse_from_step: int = -1
+
+
+@dataclass
+class OptimSection:
+    """AdamW and the learning-rate schedule."""
+
+    # peak learning rate
+    lr: float = 2e-5
+    # linear warmup steps from 0 to lr
+    warmup_steps: int = 500
+    # schedule after warmup: constant | cosine | linear (to min_lr_ratio * lr at train.max_steps)
+    scheduler: str = "constant"
+    # final learning rate as a fraction of lr (cosine, linear)
+    min_lr_ratio: float = 0.0
+    # AdamW beta1
+    beta1: float = 0.9
+    # AdamW beta2
+    beta2: float = 0.95
+    # AdamW epsilon
+    eps: float = 1e-15
+    # AdamW decoupled weight decay
+    weight_decay: float = 0.0
+    # gradient clipping by global norm (0 = off)
+    grad_clip: float = 1.0
+
+
+@dataclass
+class LoraSection:
+    """PEFT LoRA adapters on modules whose names match a pattern (the base weights are then frozen)."""
+
+    # add LoRA adapters and train only them (plus modules_to_save)
+    enabled: bool = False
+    # regular expression matched (fully) against module names, e.g. '.*_moe_gen' for the generation expert
+    target_modules: str = r".*(q_proj|k_proj|v_proj|o_proj)_moe_gen"
+    # adapter rank
+    r: int = 64
+    # LoRA alpha (scale = alpha / r)
+    alpha: float = 64.0
+    # dropout on the adapter input
+    dropout: float = 0.0
+
+
+@dataclass
+class FreezeSection:
+    """Which parts are frozen (the VAE always is)."""
+
+    # freeze the whole LLM (both experts, embeddings, head)
+    llm: bool = False
+    # freeze the SigLIP ViT and its connector
+    vit: bool = False
+    # freeze the understanding expert (LLM weights without the _moe_gen suffix, embeddings, lm_head)
+    und_expert: bool = False
+    # freeze the generation expert (*_moe_gen LLM weights, vae2llm, llm2vae, time embedder)
+    gen_expert: bool = False
+    # LoRA adapters
+    lora: LoraSection = field(default_factory=LoraSection)
+
+
+@dataclass
+class TrainSection:
+    """The optimisation loop, checkpoints and resume."""
+
+    # output directory (checkpoints under <output_dir>/checkpoints, logs, resolved recipe)
+    output_dir: str = MISSING
+    # optimiser steps to run
+    max_steps: int = 2000
+    # micro-batches per optimiser step on each process
+    grad_accum: int = 1
+    # recompute activations in the backward pass to save memory
+    grad_checkpointing: bool = False
+    # mixed precision: auto (bf16 with DeepSpeed on GPU, else none) | no | bf16 | fp16
+    mixed_precision: str = "auto"
+    # random seed (model init, sampling, noise, dropout)
+    seed: int = 0
+    # EMA decay per optimiser step (0 = no EMA); the EMA weights are what gets evaluated
+    ema_decay: float = 0.995
+    # save a checkpoint every this many steps (and at the end; 0 = only at the end)
+    save_every: int = 500
+    # keep this many most recent checkpoints (0 = all)
+    keep_last: int = 2
+    # resume: "never" (fresh start), "auto" (latest complete checkpoint in output_dir, if any) or a checkpoint path
+    resume_from: str = "auto"
+    # log every this many steps
+    log_every: int = 10
+    # torch threads per process on CPU (0 = torch's default)
+    cpu_threads: int = 0
+    # stop after this many steps of this run even if max_steps is not reached (0 = off; for tests)
+    stop_after_steps: int = 0
+
+
+@dataclass
+class LogSection:
+    """Experiment tracking and the progress bar."""
+
+    # wandb mode: auto (online with WANDB_API_KEY, offline otherwise; WANDB_MODE wins) | online | offline | disabled
+    wandb_mode: str = "auto"
+    # wandb project
+    project: str = "irg-rl"
+    # run name ("" = output_dir's name)
+    run_name: str = ""
+    # show a tqdm progress bar with loss, tokens/s and ETA on the main process
+    progress_bar: bool = True
+
+
+@dataclass
+class SFTRecipe:
+    """Two-stage IRGL supervised training (one stage per recipe)."""
+
+    # the model: preset name or checkpoint directory, plus size overrides
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    # initial weights (stage 2: the stage-1 checkpoint)
+    init: InitSection = field(default_factory=InitSection)
+    # data mixture and packing
+    data: DataSection = field(default_factory=DataSection)
+    # loss weights and timestep distribution
+    loss: LossSection = field(default_factory=LossSection)
+    # optimiser and schedule
+    optim: OptimSection = field(default_factory=OptimSection)
+    # frozen parts and LoRA
+    freeze: FreezeSection = field(default_factory=FreezeSection)
+    # training loop
+    train: TrainSection = field(default_factory=TrainSection)
+    # logging
+    log: LogSection = field(default_factory=LogSection)
+
+    def validate(self) -> None:
+        d, t, o = self.data, self.train, self.optim
+        for mode, w in d.mode_weights.items():
+            if mode not in MODES:
+                raise ValueError(
+                    f"data.mode_weights: unknown learning mode '{mode}'; valid: {', '.join(MODES)}"
+                )
+            if w < 0:
+                raise ValueError(f"data.mode_weights.{mode}: weight must be >= 0, got {w}")
+        if not any(w > 0 for w in d.mode_weights.values()):
+            raise ValueError("data.mode_weights: at least one mode needs a positive weight")
+        for mode in d.mandatory_modes:
+            if d.mode_weights.get(mode, 0) <= 0:
+                raise ValueError(
+                    f"data.mandatory_modes: '{mode}' needs a positive weight in data.mode_weights"
+                )
+        if d.on_error not in ("raise", "skip"):
+            raise ValueError(f"data.on_error must be 'raise' or 'skip', got {d.on_error!r}")
+        if not 0 < d.expected_tokens_per_step <= d.max_tokens_per_step:
+            raise ValueError("data: need 0 < expected_tokens_per_step <= max_tokens_per_step")
+        if d.max_tokens_per_sample > d.max_tokens_per_step:
+            raise ValueError("data.max_tokens_per_sample must be <= data.max_tokens_per_step")
+        for name in (
+            "text_cond_dropout",
+            "vit_cond_dropout",
+            "vae_cond_dropout",
+            "prompt_dropout",
+            "think_cfg_dropout",
+        ):
+            if not 0.0 <= getattr(d, name) <= 1.0:
+                raise ValueError(f"data.{name} must be in [0, 1], got {getattr(d, name)}")
+        if self.init.weights not in INIT_WEIGHTS:
+            raise ValueError(f"init.weights must be one of {INIT_WEIGHTS}, got {self.init.weights!r}")
+        if o.scheduler not in SCHEDULERS:
+            raise ValueError(f"optim.scheduler must be one of {SCHEDULERS}, got {o.scheduler!r}")
+        if t.mixed_precision not in PRECISIONS:
+            raise ValueError(f"train.mixed_precision must be one of {PRECISIONS}, got {t.mixed_precision!r}")
+        if self.log.wandb_mode not in WANDB_MODES:
+            raise ValueError(f"log.wandb_mode must be one of {WANDB_MODES}, got {self.log.wandb_mode!r}")
+        if t.grad_accum < 1 or t.max_steps < 1:
+            raise ValueError("train.grad_accum and train.max_steps must be >= 1")
+        if not 0.0 <= t.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
+        if self.loss.timestep_shift <= 0:
+            raise ValueError(f"loss.timestep_shift must be > 0, got {self.loss.timestep_shift}")
