@@ -66,3 +66,17 @@ def test_positions_follow_bagel_rules():
     assert seq.position_ids.tolist() == expected
     assert seq.attn_modes == ["causal", "full", "noise", "causal"]
     assert seq.ce_labels.tolist() == [7, 8, 2]
+
+
+def test_packed_forward_under_bf16_autocast():
+    """accelerate's bf16 mixed precision runs the fp32 model under autocast: the MoT routing must cope."""
+    model = random_model()
+    P, pd = model.config.patch_latent_dim, model.config.vit.patch_dim
+    g = torch.Generator().manual_seed(0)
+    seq = _seq(model, torch.randn(4, P, generator=g), torch.randn(4, pd, generator=g))
+    with torch.no_grad():
+        ref = model.forward_packed(seq)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model.forward_packed(seq)
+    torch.testing.assert_close(mixed.velocity.float(), ref.velocity, atol=0.1, rtol=0.1)
+    torch.testing.assert_close(mixed.ce_logits.float(), ref.ce_logits, atol=0.1, rtol=0.1)

@@ -90,7 +90,13 @@ def _grpo_stage(opts: DemoOptions, out: Path) -> Stage:
         from irg_rl.train.grpo import train
         from irg_rl.train.rl_recipe import GRPORecipe
 
-        overrides = [f"model.source={_latest_checkpoint(out / 'sft_stage2')}", f"train.output_dir={folder}"]
+        overrides = [
+            f"model.source={_latest_checkpoint(out / 'sft_stage2')}",
+            f"train.output_dir={folder}",
+            # the demo evaluates every stage with the same harness afterwards
+            "eval.at_start=false",
+            "eval.num_prompts=0",
+        ]
         recipe = load_config(GRPORecipe, _recipe("grpo"), overrides + opts.overrides.get("grpo", []))
         logs = train(recipe)
         (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))

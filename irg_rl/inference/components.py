@@ -68,7 +68,10 @@ def random_vae(cfg: BagelConfig, world, device: str | torch.device = "cpu", dtyp
 def build_components(ec: EngineConfig, device: str | torch.device = "cpu") -> EngineComponents:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[ec.model.dtype]
     if ec.model.is_checkpoint():
-        ck = load_checkpoint(ec.model.source, dtype=dtype, device=device)
+        # a run folder or training checkpoint resolves to its BAGEL-layout model folder
+        from irg_rl.train.checkpointing import resolve_model_dir
+
+        ck = load_checkpoint(resolve_model_dir(ec.model.source), dtype=dtype, device=device)
         if ck.tokenizer is None or ck.vae is None:
             raise ValueError(
                 f"model.source={ec.model.source}: the engine needs tokenizer files and ae.safetensors"

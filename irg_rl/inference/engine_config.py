@@ -149,15 +149,17 @@ class IRGSamplingConfig:
 
 def tiny_sampling() -> IRGSamplingConfig:
     """Settings for the embedded default (tiny model, ShapesWorld 32 px): short thinks, 20 steps, CFG 3."""
-    t1 = TurnConfig(max_think_tokens=48, cfg_text_scale=3.0, cfg_img_scale=1.0, cfg_interval=[0.4, 1.0])
+    # ShapesWorld thinks reach ~60 tokens (plan) and ~240 (four-part reflection) with the embedded tokenizer
+    t1 = TurnConfig(max_think_tokens=80, cfg_text_scale=3.0, cfg_img_scale=1.0, cfg_interval=[0.4, 1.0])
     t2 = TurnConfig(
-        max_think_tokens=96,
+        max_think_tokens=280,
         cfg_text_scale=3.0,
         cfg_img_scale=2.0,
         cfg_interval=[0.0, 1.0],
         cfg_renorm_type="text_channel",
     )
-    return IRGSamplingConfig(turn1=t1, turn2=t2, steps=20, resolution=32)
+    # the ShapesWorld SFT data carry no system prompt (data.system_prompt: ""), so neither does sampling
+    return IRGSamplingConfig(turn1=t1, turn2=t2, steps=20, resolution=32, system_prompt="")
 
 
 @dataclass

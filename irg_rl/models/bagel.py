@@ -104,12 +104,13 @@ class BagelModel(nn.Module):
         dev = self.device
         L = seq.length
         x = torch.zeros(L, self.config.llm.hidden_size, dtype=self.dtype, device=dev)
-        x[seq.text_indexes] = self.embed_text(seq.text_ids)
+        x[seq.text_indexes] = self.embed_text(seq.text_ids).to(x.dtype)
         is_gen = torch.zeros(L, dtype=torch.bool, device=dev)
         if seq.vit_patches is not None:
             x[seq.vit_indexes] = self.embed_vit(seq.vit_patches, seq.vit_pos_ids, seq.vit_seqlens).to(x.dtype)
         if seq.vae_tokens is not None:
-            x[seq.vae_indexes] = self.embed_latents(seq.vae_tokens, seq.vae_timesteps, seq.vae_pos_ids)
+            latents = self.embed_latents(seq.vae_tokens, seq.vae_timesteps, seq.vae_pos_ids)
+            x[seq.vae_indexes] = latents.to(x.dtype)
             is_gen[seq.vae_indexes] = True
         attend = PackedAttention(seq.sample_lens, sample_masks(seq), dev)
         hidden = self.language_model.model(x, seq.position_ids, Routing.from_mask(is_gen), attend)

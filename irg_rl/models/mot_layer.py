@@ -47,10 +47,12 @@ class Routing:
         """Row-wise f_und / f_gen: [T, in] -> [T, out_dim]."""
         if self.gen_idx is None:
             return f_und(x)
-        out = x.new_empty(x.shape[0], out_dim)
+        gen = f_gen(x[self.gen_idx])
+        # allocate in the experts' output dtype: under autocast it differs from x's
+        out = gen.new_empty(x.shape[0], out_dim)
         if self.und_idx.numel():
-            out[self.und_idx] = f_und(x[self.und_idx])
-        out[self.gen_idx] = f_gen(x[self.gen_idx])
+            out[self.und_idx] = f_und(x[self.und_idx]).to(out.dtype)
+        out[self.gen_idx] = gen
         return out
 
 

@@ -20,6 +20,8 @@ import re
 import shutil
 from pathlib import Path
 
+from irg_rl.models.checkpoint import MODEL_FILE
+
 COMPLETE = "COMPLETE"
 LATEST = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)$")
@@ -171,3 +173,19 @@ def to_universal(state_dir: Path, out_dir: Path) -> Path:
     )
     ds_to_universal.main(args)
     return out_dir
+
+
+def resolve_model_dir(source: str) -> Path:
+    """A BAGEL-layout directory from a checkpoint dir, a training checkpoint (`.../model`) or a run directory."""
+    path = Path(source)
+    if (path / MODEL_FILE).is_file():
+        return path
+    if (path / "model" / MODEL_FILE).is_file():
+        return path / "model"
+    latest = latest_checkpoint(path) if (path / "checkpoints").is_dir() else None
+    if latest is not None and (latest / "model" / MODEL_FILE).is_file():
+        return latest / "model"
+    raise FileNotFoundError(
+        f"model.source={source!r}: no {MODEL_FILE} there, in its model/ folder, or in the latest checkpoint of a "
+        f"run directory; point it at an SFT run (e.g. runs/demo/sft_stage2) or a checkpoint directory"
+    )

@@ -104,6 +104,8 @@ class GRPOTrainer(RLLoop):
             if u == 0 or u == g.inner_updates - 1:
                 stats.update({(f"{tag}/{k}" if g.inner_updates > 1 else k): v for k, v in agg.items()})
         stats["update/skipped_no_signal"] = float(not any_valid)
+        # the headline loss is the last inner update's (what the progress bar and final summary show)
+        stats.setdefault("loss", stats.get("last/loss", stats.get("first/loss", float("nan"))))
         return stats
 
     def _check_ratio(self, dev: dict[str, float], stats: dict) -> None:

@@ -21,10 +21,11 @@ from torch import nn
 
 from irg_rl.config import to_yaml
 from irg_rl.models import BagelModel, PackedOutput
-from irg_rl.models.checkpoint import MODEL_FILE, load_checkpoint, save_checkpoint
+from irg_rl.models.checkpoint import load_checkpoint, save_checkpoint
 from irg_rl.rollout import SampleRequest, WorkerSpec, make_rollout
 from irg_rl.rollout.weight_sync import changing_keys, export_weights
 from irg_rl.train import checkpointing as ckpt
+from irg_rl.train.checkpointing import resolve_model_dir
 from irg_rl.train.freeze import apply_freeze, apply_lora, merged_state_dict, trainable_summary
 
 __all__ = [
@@ -35,22 +36,6 @@ __all__ = [
     "load_prompts",
     "heldout_prompts",
 ]
-
-
-def resolve_model_dir(source: str) -> Path:
-    """A BAGEL-layout directory from a checkpoint dir, a training checkpoint (`.../model`) or a run directory."""
-    path = Path(source)
-    if (path / MODEL_FILE).is_file():
-        return path
-    if (path / "model" / MODEL_FILE).is_file():
-        return path / "model"
-    latest = ckpt.latest_checkpoint(path) if (path / "checkpoints").is_dir() else None
-    if latest is not None and (latest / "model" / MODEL_FILE).is_file():
-        return latest / "model"
-    raise FileNotFoundError(
-        f"model.source={source!r}: no {MODEL_FILE} there, in its model/ folder, or in the latest checkpoint of a "
-        f"run directory; point it at an SFT run (e.g. runs/demo/sft_stage2) or a checkpoint directory"
-    )
 
 
 class PolicyForward(nn.Module):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from irg_rl.tasks.geneval_position import relative_position
 from irg_rl.tasks.shapes.prompts import validate_meta
 from irg_rl.tasks.shapes.world import Scene, SceneObject, ShapesWorldConfig
 
@@ -19,29 +20,8 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 
 
 def relations_between(box_a: Box, box_b: Box, margin: float = 0.1) -> set[str]:
-    """GenEval's relation rule: relations of box A to box B ((x0, y0, x1, y1) each).
-
-    Centre offsets shrink by `margin` times the sum of the two box sizes per axis; a direction holds when its
-    shrunk component exceeds half the length of the raw offset.
-    """
-    ax, ay = (box_a[0] + box_a[2]) / 2, (box_a[1] + box_a[3]) / 2
-    bx, by = (box_b[0] + box_b[2]) / 2, (box_b[1] + box_b[3]) / 2
-    off = np.array([ax - bx, ay - by], dtype=np.float64)
-    dims = np.array([box_a[2] - box_a[0] + box_b[2] - box_b[0], box_a[3] - box_a[1] + box_b[3] - box_b[1]])
-    revised = np.maximum(np.abs(off) - margin * np.abs(dims), 0.0) * np.sign(off)
-    if np.all(np.abs(revised) < 1e-3):
-        return set()
-    dx, dy = revised / np.linalg.norm(off)
-    rels = set()
-    if dx < -0.5:
-        rels.add("left of")
-    if dx > 0.5:
-        rels.add("right of")
-    if dy < -0.5:
-        rels.add("above")
-    if dy > 0.5:
-        rels.add("below")
-    return rels
+    """GenEval's relation rule: relations of box A to box B ((x0, y0, x1, y1) each)."""
+    return relative_position(box_a, box_b, margin)
 
 
 def required_objects(

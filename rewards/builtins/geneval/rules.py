@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from irg_rl.tasks.geneval_position import relative_position
+
 __all__ = ["Detection", "GenEvalRules", "relative_position", "evaluate", "check_metadata"]
 
 RELATIONS = ("left of", "right of", "above", "below")
@@ -50,32 +52,6 @@ class GenEvalRules:
     position_margin: float = 0.1
     # at most this many detections per class are considered
     max_objects: int = 16
-
-
-def relative_position(a: tuple[float, ...], b: tuple[float, ...], margin: float = 0.1) -> set[str]:
-    """Relations of box a to box b: subset of {"left of", "right of", "above", "below"}; empty if too close.
-
-    Each axis offset of the centres is shrunk towards 0 by margin * (size_a + size_b) along that axis; the
-    remaining offset, divided by the length of the raw offset, must exceed 0.5 on an axis for that relation.
-    """
-    ca = np.array([(a[0] + a[2]) / 2, (a[1] + a[3]) / 2])
-    cb = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
-    size = np.array([abs(a[2] - a[0]) + abs(b[2] - b[0]), abs(a[3] - a[1]) + abs(b[3] - b[1])])
-    offset = ca - cb
-    shrunk = np.sign(offset) * np.maximum(np.abs(offset) - margin * size, 0.0)
-    if np.all(np.abs(shrunk) < 1e-3):
-        return set()
-    dx, dy = shrunk / np.linalg.norm(offset)
-    rel = set()
-    if dx < -0.5:
-        rel.add("left of")
-    if dx > 0.5:
-        rel.add("right of")
-    if dy < -0.5:
-        rel.add("above")
-    if dy > 0.5:
-        rel.add("below")
-    return rel
 
 
 def check_metadata(meta: dict, where: str = "metadata") -> None:
