@@ -109,12 +109,26 @@ def _parse_overrides(overrides: list[str]) -> list[tuple[str, dict]]:
     return layers
 
 
+def _missing_markers(data: Any, prefix: str = "") -> list[str]:
+    """Dotted keys a layer marks as required with `???` (merging would otherwise keep the default)."""
+    if not isinstance(data, dict):
+        return []
+    found = []
+    for key, value in data.items():
+        if value == MISSING:
+            found.append(f"{prefix}{key}")
+        found += _missing_markers(value, f"{prefix}{key}.")
+    return found
+
+
 def _merge_layers(schema: type[T], layers: list[tuple[str, dict]]) -> T:
     merged = OmegaConf.structured(schema)
     for source, data in layers:
         _check_keys(schema, data, source)
         try:
             merged = OmegaConf.merge(merged, data)
+            for key in _missing_markers(data):
+                OmegaConf.update(merged, key, MISSING)
         except OmegaConfBaseException as err:
             key = getattr(err, "full_key", None) or "?"
             raise ConfigError(f"{source}: invalid value for '{key}': {err.msg}") from err

@@ -94,3 +94,10 @@ def test_every_config_field_has_a_comment():
                 if not above.startswith("#"):
                     missing.append(f"{cls.__module__}.{cls.__name__}.{node.target.id}")
     assert not missing, f"fields without a one-line comment above them: {missing}"
+
+
+def test_required_marker_in_a_recipe_is_enforced(tmp_path):
+    path = _write(tmp_path / "r.yaml", "output_dir: out\noptim:\n  lr: ???\n")
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config(Recipe, path)
+    assert load_config(Recipe, path, ["optim.lr=0.5"]).optim.lr == 0.5

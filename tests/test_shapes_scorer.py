@@ -139,3 +139,19 @@ def test_extra_objects_fail_only_when_forbidden():
     assert exact.strict == 0.0 and extra["kind"] == "extra" and extra["found"] == 2
     assert exact.partial == pytest.approx((1.0 + 1.0 / 3.0) / 2)
     assert sorted(extra["extra"]) == ["blue square", "green triangle"]
+
+
+def test_empty_exclude_list_does_not_excuse_extra_objects():
+    meta = {
+        "tag": "two_object",
+        "include": [{"class": "circle", "count": 1}, {"class": "square", "count": 1}],
+        "exclude": [],
+        "prompt": "a photo of a circle and a square",
+    }
+    scene = [
+        SceneObject("circle", "red", 4, 4, 6),
+        SceneObject("square", "blue", 20, 4, 6),
+        SceneObject("circle", "green", 4, 20, 6),
+    ]
+    score = score_image(render_scene(scene, ShapesWorldConfig()), meta, ShapesWorldConfig())
+    assert score.strict == 0.0 and score.clauses[-1]["kind"] == "extra" and score.clauses[-1]["found"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from irg_rl.eval.report import Curve, Table, markdown_table, write_html_report
@@ -20,6 +21,12 @@ RL_CURVE_KEYS = (
 def _load_results(out: Path, stage: str) -> dict | None:
     path = out / stage / "results.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _strict_or_nan(turns: dict, turn: str) -> float:
+    """A turn's strict score; NaN (never 0) when it was not scored."""
+    value = turns.get(turn, {}).get("strict")
+    return math.nan if value is None else float(value)
 
 
 def _rl_curves(out: Path) -> list[Curve]:
@@ -63,10 +70,7 @@ def write_demo_report(out: Path, folder: Path, eval_rows: dict[str, tuple[str, s
         "IRG (turn 2) strict score per stage",
         "stage",
         "strict",
-        {
-            t: (list(per_stage), [per_stage[s].get(t, {}).get("strict") or 0.0 for s in per_stage])
-            for t in turn_keys
-        },
+        {t: (list(per_stage), [_strict_or_nan(per_stage[s], t) for s in per_stage]) for t in turn_keys},
         kind="bar",
     )
     stage, results = sample_source

@@ -83,5 +83,5 @@ def build_components(ec: EngineConfig, device: str | torch.device = "cpu") -> En
     )
     cfg.llm.vocab_size = max(cfg.llm.vocab_size, len(tok))
     model = build_model(cfg, special_token_ids(tok), dtype=dtype, device=device, seed=ec.init_seed).eval()
-    vae = random_vae(cfg, ec.world, device)
+    vae = random_vae(cfg, ec.world, device, dtype)
     return EngineComponents(model, tok, vae, f"random init of preset '{ec.model.source}' (untrained)")

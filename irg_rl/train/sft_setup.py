@@ -28,6 +28,7 @@ from irg_rl.models.configs import BagelConfig
 from irg_rl.models.packing import SpecialTokenIds
 from irg_rl.models.patchify import patchify
 from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
+from irg_rl.train.checkpointing import resolve_model_dir
 from irg_rl.train.sft_config import OptimSection, SFTRecipe
 
 RAW_MODEL_FILE = "model.safetensors"
@@ -163,7 +164,7 @@ def build_components(recipe: SFTRecipe, resume: Path | None = None) -> Component
             ck.model.train(), ck.config, ck.tokenizer, ck.vae, f"{path} ({init.weights} weights)"
         )
     if recipe.model.is_checkpoint():
-        ck = load_checkpoint(recipe.model.source, dtype=dtype)
+        ck = load_checkpoint(resolve_model_dir(recipe.model.source), dtype=dtype)
         if ck.tokenizer is None:
             raise ValueError(f"model.source={recipe.model.source}: checkpoint has no tokenizer files")
         return Components(ck.model.train(), ck.config, ck.tokenizer, ck.vae, recipe.model.source)

@@ -73,10 +73,10 @@ def describe(objects: list[Detection], pairs: list[tuple[Detection, Detection]],
 def _extra_objects_clause(objects: list[Detection], chosen: list[list[int]], meta: dict) -> dict:
     """Objects that no include asked for; credit 1 / (1 + extras) so partial credit still moves smoothly."""
     used = {k for pick in chosen for k in pick}
-    asked = {req["class"] for req in meta["include"]}
     extras = [o for k, o in enumerate(objects) if k not in used]
-    # objects of an asked class beyond the count are judged by the count/exclude rules already
-    extras_other = [o for o in extras if o.shape not in asked or "exclude" not in meta]
+    # classes with an exclude clause (counting prompts) already judge their own surplus
+    excluded = {req["class"] for req in meta.get("exclude") or []}
+    extras_other = [o for o in extras if o.shape not in excluded]
     n = len(extras_other)
     return {
         "kind": "extra",
