@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 
 from irg_rl.config import to_container, to_yaml
@@ -15,18 +14,11 @@ from irg_rl.rollout.rewards import RewardScorer, TrajectoryRewards
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.rl_outputs import image_grid, reward_metrics, save_rollout, text_metrics, wandb_table
 from irg_rl.train.rl_setup import RLSetup, heldout_prompts
+from irg_rl.train.tracking import wandb_mode
 
 __all__ = ["RLLoop"]
 
 log = logging.getLogger(__name__)
-
-
-def _wandb_mode(setting: str) -> str:
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if setting != "auto":
-        return setting
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
 class RLLoop:
@@ -141,7 +133,7 @@ class RLLoop:
 
             self.wandb_run = wandb.init(
                 project=r.log.project, name=r.log.run_name or s.out.name, dir=str(s.out),
-                config=to_container(r), mode=_wandb_mode(r.log.wandb_mode), resume="allow",
+                config=to_container(r), mode=wandb_mode(r.log.wandb_mode), resume="allow",
             )  # fmt: skip
             (s.out / "recipe.yaml").write_text(to_yaml(r))
         acc.print(

@@ -37,6 +37,7 @@ from irg_rl.train.sft_setup import (
     make_optimizer,
     make_scheduler,
 )
+from irg_rl.train.tracking import wandb_mode
 
 
 class PackedForward(nn.Module):
@@ -94,14 +95,6 @@ class StepStats:
                 row[3] += nm
         self.tokens += mb.num_tokens
         self.dropped += mb.dropped
-
-
-def _wandb_mode(setting: str) -> str:
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if setting != "auto":
-        return setting
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
 def _make_accelerator(recipe: SFTRecipe):
@@ -382,7 +375,7 @@ class SFTTrainer:
     def run(self) -> list[dict]:
         r, t, acc = self.recipe, self.recipe.train, self.acc
         run = None
-        mode = _wandb_mode(r.log.wandb_mode)
+        mode = wandb_mode(r.log.wandb_mode)
         if acc.is_main_process:
             (self.out / "recipe.yaml").write_text(to_yaml(r))
         if acc.is_main_process and mode != "disabled":
