@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from irg_rl.data.jsonl import read_jsonl_objects
 from rewards.contract import RewardBatch, RewardOutput
 from rewards.registry import available_rewards, build_reward
 from rewards.spec import RewardSpec
@@ -38,21 +39,7 @@ def parse_args_kv(items: list[str]) -> dict[str, Any]:
 
 
 def _read_metadata(path: Path) -> list[dict]:
-    rows = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(
-                    f"{path}:{lineno}: not valid JSON ({e}); write one JSON object per line"
-                ) from e
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+    return [obj for _, obj in read_jsonl_objects(path)]
 
 
 def load_folder(images: Path, metadata: Path | None = None) -> tuple[list[str], RewardBatch]:

@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from irg_rl.data.jsonl import read_jsonl_objects
 from irg_rl.eval.prompt_sets import EvalPrompt, PromptSetError
 
 __all__ = [
@@ -53,22 +54,8 @@ def _safe_id(text: str) -> str:
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict]]:
-    """[(line number, object)] of a JSONL file; blank lines skipped; a bad line raises naming file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PromptSetError(
-                    f"{path}:{n}: not valid JSON ({e.msg}); each line must be one object"
-                ) from e
-            if not isinstance(obj, dict):
-                raise PromptSetError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
-            rows.append((n, obj))
-    return rows
+    """[(line number, object)] of a JSONL file; a bad line raises `PromptSetError` naming file and line."""
+    return read_jsonl_objects(path, PromptSetError)
 
 
 def _read_json(path: Path) -> Any:

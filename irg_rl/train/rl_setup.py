@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from irg_rl.config import to_yaml
+from irg_rl.data.jsonl import read_jsonl_objects
 from irg_rl.models import BagelModel, PackedOutput
 from irg_rl.models.checkpoint import load_checkpoint, save_checkpoint
 from irg_rl.rollout import SampleRequest, WorkerSpec, make_rollout
@@ -66,17 +66,10 @@ class RescoreView:
 
 def _read_jsonl(path: str) -> list[dict]:
     rows = []
-    with open(path) as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{i}: not valid JSON ({err})") from err
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                raise ValueError(f"{path}:{i}: each line must be an object with a string 'prompt' field")
-            rows.append(row)
+    for i, row in read_jsonl_objects(path):
+        if not isinstance(row.get("prompt"), str):
+            raise ValueError(f"{path}:{i}: each line must be an object with a string 'prompt' field")
+        rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no prompts")
     return rows
