@@ -27,7 +27,13 @@ import torch
 from irg_rl.eval.metrics import TURN_TITLES, TURNS, per_category, summarize
 from irg_rl.eval.prompt_sets import EvalPrompt, load_prompt_set
 from irg_rl.eval.report import Curve, SampleView, Table, markdown_table, write_html_report
-from irg_rl.eval.scoring import build_eval_reward, describe_reward, score_images, tensor_to_pil
+from irg_rl.eval.scoring import (
+    build_eval_reward,
+    describe_reward,
+    resolve_reward_spec,
+    score_images,
+    tensor_to_pil,
+)
 from irg_rl.inference.engine import IRGEngine
 from irg_rl.inference.engine_config import IRGSamplingConfig
 
@@ -321,10 +327,10 @@ def run_eval(recipe, out_dir: str | Path | None = None, log: Callable[[str], Non
     if recipe.prompts.set == "shapes":
         opts.setdefault("world", dataclasses.asdict(recipe.world))
     prompts = load_prompt_set(recipe.prompts.set, recipe.prompts.file, recipe.prompts.limit, **opts)
-    reward, spec = build_eval_reward(recipe.prompts.set, recipe.reward)
+    spec = resolve_reward_spec(recipe.prompts.set, recipe.reward)
     if spec.name == "shapes" and "world" not in spec.args:
-        spec.args["world"] = dataclasses.asdict(recipe.world)
-        reward, spec = build_eval_reward(recipe.prompts.set, spec)
+        spec.args["world"] = dataclasses.asdict(recipe.world)  # score in the recipe's world
+    reward, spec = build_eval_reward(recipe.prompts.set, spec)
     parts = build_components(recipe.engine_config(), recipe.eval.device)
     log(
         f"[eval] model: {parts.origin}; {len(prompts)} prompts from '{recipe.prompts.set}'; reward {spec.name}"
