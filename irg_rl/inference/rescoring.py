@@ -74,7 +74,9 @@ def build_rescoring_sequence(model: BagelModel, batch: TrajectoryBatch):
     """-> (PackedSequence, layout) for every trajectory of the batch (see the module docstring)."""
     cfg = IRGSamplingConfig.from_dict(batch.settings)
     mc = model.config
-    b = PackedSequenceBuilder(model._special(), mc.max_latent_size, mc.vit_max_num_patch_per_side)
+    b = PackedSequenceBuilder(
+        model._special(), mc.max_latent_size, mc.vit_max_num_patch_per_side, mc.interpolate_pos
+    )
     lay = _Layout()
     use1, _ = needed_branches(cfg.turn1)
     use2, img2 = needed_branches(cfg.turn2)

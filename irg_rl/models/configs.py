@@ -96,6 +96,12 @@ class LLMConfig:
             raise NotImplementedError(
                 f"{source}: tie_word_embeddings=true is not supported (BAGEL unties them)"
             )
+        scaling = self.extra.get("rope_scaling")
+        if scaling and scaling.get("rope_type", scaling.get("type", "default")) != "default":
+            # the official code would rescale RoPE (yarn, dynamic, ...); we implement plain RoPE only
+            raise NotImplementedError(
+                f"{source}: rope_scaling {scaling!r} is not implemented; only plain RoPE (rope_scaling null)"
+            )
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "llm_config.json") -> LLMConfig:

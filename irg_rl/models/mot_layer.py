@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .configs import LLMConfig
+from .connector import activation
 from .norms import RMSNorm
 from .rope import apply_rope
 
@@ -57,16 +57,17 @@ class Routing:
 
 
 class Qwen2MLP(nn.Module):
-    """down(silu(gate(x)) * up(x))."""
+    """down(act(gate(x)) * up(x)); act is `hidden_act` of llm_config.json (Qwen2: silu)."""
 
-    def __init__(self, hidden: int, inner: int):
+    def __init__(self, hidden: int, inner: int, act: str = "silu"):
         super().__init__()
         self.gate_proj = nn.Linear(hidden, inner, bias=False)
         self.up_proj = nn.Linear(hidden, inner, bias=False)
         self.down_proj = nn.Linear(inner, hidden, bias=False)
+        self._act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self._act(self.gate_proj(x)) * self.up_proj(x))
 
 
 class MoTAttention(nn.Module):
@@ -121,8 +122,8 @@ class MoTDecoderLayer(nn.Module):
         super().__init__()
         self.layer_idx = layer_idx
         self.self_attn = MoTAttention(cfg)
-        self.mlp = Qwen2MLP(cfg.hidden_size, cfg.intermediate_size)
-        self.mlp_moe_gen = Qwen2MLP(cfg.hidden_size, cfg.intermediate_size)
+        self.mlp = Qwen2MLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act)
+        self.mlp_moe_gen = Qwen2MLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act)
         for suffix in ("", "_moe_gen"):
             setattr(self, "input_layernorm" + suffix, RMSNorm(cfg.hidden_size, cfg.rms_norm_eps))
             setattr(self, "post_attention_layernorm" + suffix, RMSNorm(cfg.hidden_size, cfg.rms_norm_eps))

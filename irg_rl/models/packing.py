@@ -154,10 +154,18 @@ class PackedSequenceBuilder:
     <|vision_start|>/<|vision_end|> markers here. Latent tokens are already patchified rows [n, P].
     """
 
-    def __init__(self, special: SpecialTokenIds, max_latent_size: int, vit_max_num_patch_per_side: int = 70):
+    def __init__(
+        self,
+        special: SpecialTokenIds,
+        max_latent_size: int,
+        vit_max_num_patch_per_side: int = 70,
+        interpolate_pos: bool = False,
+    ):
         self.special = special
         self.max_latent_size = max_latent_size
         self.vit_max = vit_max_num_patch_per_side
+        # BagelConfig.interpolate_pos: must match the cached API's position ids (bagel.py) for the same model
+        self.interpolate_pos = interpolate_pos
         self._L = 0
         self._rope = 0
         self._sample_start = 0
@@ -221,7 +229,7 @@ class PackedSequenceBuilder:
         first = self._open_image()
         self.vit_patches.append(patches)
         self.vit_idx += range(first, first + h * w)
-        self.vit_pos.append(flattened_position_ids(h, w, self.vit_max))
+        self.vit_pos.append(flattened_position_ids(h, w, self.vit_max, self.interpolate_pos))
         self.vit_seqlens.append(h * w)
         self._close_image(h * w, "full", advance=True)
 
@@ -244,7 +252,7 @@ class PackedSequenceBuilder:
         first = self._open_image()
         self.vae_tokens.append(tokens)
         self.vae_idx += range(first, first + n)
-        self.vae_pos.append(flattened_position_ids(h, w, self.max_latent_size))
+        self.vae_pos.append(flattened_position_ids(h, w, self.max_latent_size, self.interpolate_pos))
         self.vae_t += [float(t)] * n
         if noised:
             self.mse_idx += range(first, first + n)

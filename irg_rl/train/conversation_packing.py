@@ -250,7 +250,12 @@ class MicroBatch:
 
 
 def build_micro_batch(
-    sampler: MixedSampler, enc: SampleEncoder, opts: PackingOptions, max_latent_size: int, vit_max: int
+    sampler: MixedSampler,
+    enc: SampleEncoder,
+    opts: PackingOptions,
+    max_latent_size: int,
+    vit_max: int,
+    interpolate_pos: bool = False,
 ) -> MicroBatch:
     """Draw samples until the token budget (or the fixed sample count) is met and pack them.
 
@@ -258,7 +263,7 @@ def build_micro_batch(
     push the batch past `max_tokens` is held back for the next one; samples longer than `max_tokens_per_sample`
     are dropped and counted. A malformed image raises naming the file and row.
     """
-    builder = PackedSequenceBuilder(enc.special, max_latent_size, vit_max)
+    builder = PackedSequenceBuilder(enc.special, max_latent_size, vit_max, interpolate_pos)
     chosen: list[EncodedSample] = []
     total, dropped = 0, 0
     queue: list[RawSample] = sampler.micro_batch_start()

@@ -237,6 +237,7 @@ class SFTTrainer:
                 self.pack_opts,
                 cfg.max_latent_size,
                 cfg.vit_max_num_patch_per_side,
+                cfg.interpolate_pos,
             )
             for _ in range(ga)
         ]

@@ -1,7 +1,7 @@
 """The FLUX autoencoder (8x down, 16 channels) in its original `ae.safetensors` key layout, own implementation.
 
 Latents are `scale * (z - shift)` with scale 0.3611, shift 0.1159; `encode` returns the posterior mean
-(deterministic; FLUX's reference samples from the posterior). Architecture: LDM-style conv encoder/decoder with
+(deterministic) unless `sample=True`, which draws from the posterior like the official BAGEL/FLUX code. Architecture: LDM-style conv encoder/decoder with
 GroupNorm(32), swish, ResNet blocks, one single-head attention block in the middle.
 """
 
@@ -159,10 +159,18 @@ class FluxAutoencoder(LatentCodec):
         self.latent_channels = self.cfg.z_channels
         self.downsample = 2 ** (len(self.cfg.ch_mult) - 1)
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """images -> scaled latents [B, 16, H/8, W/8]: the posterior mean, or with `sample=True` a draw
+        `mean + exp(logvar / 2) * eps` as the official code does (eps from `generator`)."""
         x = images_to_float(images).to(self.encoder.conv_in.weight)
-        mean = self.encoder(x)[:, : self.cfg.z_channels]
-        return self.cfg.scale_factor * (mean - self.cfg.shift_factor)
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        z = mean
+        if sample:
+            eps = torch.randn(mean.shape, generator=generator, dtype=torch.float32, device=mean.device)
+            z = mean + torch.exp(0.5 * logvar) * eps.to(mean.dtype)
+        return self.cfg.scale_factor * (z - self.cfg.shift_factor)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         z = latents.to(self.decoder.conv_in.weight) / self.cfg.scale_factor + self.cfg.shift_factor
