@@ -101,4 +101,4 @@ def train_tiny_ae(
         last_enc.weight /= std
         last_enc.bias /= std
         first_dec.weight *= std
-    return model.eval(), {"steps": done, "final_mse": float(loss), "seconds": time.time() - start}
+    return model.eval(), {"steps": done, "final_mse": float(loss.detach()), "seconds": time.time() - start}
