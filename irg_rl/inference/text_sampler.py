@@ -84,6 +84,7 @@ def sample_text(
     reason = ["length"] * B
     active = [True] * B
     pending: list[list[int]] = [[sp.im_start] for _ in range(B)]  # ids not yet in the cache
+    cache.reserve(max_new_tokens + 2)  # <|im_start|>, the samples, the last one + <|im_end|>: no regrowth
     for _ in range(max_new_tokens):
         rows = [b for b in range(B) if active[b]]
         logits = model.prefill_text(cache, [pending[b] if active[b] else [] for b in range(B)])

@@ -1,10 +1,15 @@
 """KV cache for batched incremental inference, and the attention functions of the packed and cached paths.
 
-Layout (padded, left-aligned): per layer, keys and values are [B, Hkv, capacity, D]; sample b's valid entries
-are [0, lens[b]). Keys are stored after RoPE. `rope[b]` is the next RoPE position of sample b. Samples may hold
-different lengths; unused slots are masked out. Caches are plain tensors: `clone()` forks a context (CFG branches
-share a prefix by forking), `select(idx)` gathers/repeats samples (e.g. one prompt -> G samples), `cat` stacks
-caches along the batch (e.g. main + CFG branches evaluated in one call).
+Layout (padded, left-aligned): per layer, keys and values are preallocated buffers [B, Hkv, capacity, D]; sample
+b's valid entries are [0, lens[b]). Keys are stored after RoPE. `rope[b]` is the next RoPE position of sample b.
+Samples may hold different lengths; unused slots are masked out (and hold finite values: zeros or stale keys).
+Appending is an in-place slice write at lens[b] (capacity grows by doubling, or up front with `reserve`), and
+attention reads a view of the buffer, so a decode step never copies the cache. Caches are plain tensors:
+`clone()` forks a context (CFG branches share a prefix by forking; the copy owns new buffers), `select(idx)`
+gathers/repeats samples (a copy), `cat` stacks caches along the batch (a copy; e.g. main + CFG branches
+evaluated in one call). Several caches may share buffers when built by hand from the same tensors (a read-only
+prefix view, see `inference/context.py`): writes land beyond the shorter cache's lengths, and a non-writing
+call (`predict_velocity`) restores the slots it borrowed.
 Writing into a cache is in place: use the cached API under `torch.no_grad()`; gradients go through
 `BagelModel.forward_packed`.
 """
@@ -96,12 +101,20 @@ class KVCache:
         )
 
     def ensure_capacity(self, needed: int) -> None:
+        """Grow every buffer to hold `needed` entries per sample (at least doubling, so appends amortise)."""
         if needed <= self.capacity:
             return
         new_cap = max(needed, 2 * self.capacity, 64)
+        n = self.max_len()
         for store in (self.keys, self.values):
             for i, t in enumerate(store):
-                store[i] = F.pad(t, (0, 0, 0, new_cap - t.shape[2]))
+                grown = t.new_zeros(*t.shape[:2], new_cap, t.shape[3])
+                grown[:, :, :n] = t[:, :, :n]
+                store[i] = grown
+
+    def reserve(self, extra: int) -> None:
+        """Room for `extra` more entries per sample (e.g. a decode loop's max new tokens), allocated once."""
+        self.ensure_capacity(self.max_len() + extra)
 
 
 class PackedAttention:
@@ -138,40 +151,56 @@ class CachedAttention:
     """New tokens [B, Lq] (flattened to B*Lq rows) attend to the cache plus themselves.
 
     Inside the new block: causal (text) or full (image blocks). Rows i >= q_lens[b] are padding: their outputs
-    are meaningless and their keys are never written. With write=True the new keys/values are appended.
+    are meaningless and their keys are never written. In place (always when write=True): each layer's new
+    keys/values go into the buffer at slots lens[b] + i first, then the queries attend to a view of the buffer
+    [0, max(lens + q_lens)) under a per-sample mask, so nothing is concatenated. With write=False the borrowed
+    slots are restored afterwards (the cache, and any cache sharing its buffers, is unchanged); a cache without
+    room for the block is not grown for a read (a persistent copy) but attended as [cache; block] concatenated.
+    `BagelModel._run_cached` advances `lens` after a write.
     """
 
     def __init__(self, cache: KVCache, q_lens: torch.Tensor, Lq: int, causal: bool, write: bool):
         self.cache, self.Lq, self.write = cache, Lq, write
         dev = cache.lens.device
-        B = cache.batch_size
-        self.Lc = cache.max_len()
-        i = torch.arange(Lq, device=dev)
-        cached = torch.arange(self.Lc, device=dev)[None, None, :] < cache.lens[:, None, None]
-        cached = cached.expand(B, Lq, self.Lc)
-        new = i[None, None, :] < q_lens[:, None, None]
-        if causal:
-            new = new & (i[None, None, :] <= i[None, :, None])
-        mask = torch.cat([cached, new.expand(B, Lq, Lq)], dim=2)
-        pad_rows = i[None, :] >= q_lens[:, None]
-        self.mask = (mask | pad_rows[:, :, None])[:, None]
+        end = int((cache.lens + q_lens).max()) if cache.batch_size else 0
         if write:
-            cache.ensure_capacity(int((cache.lens + q_lens).max()))
-            valid = ~pad_rows
-            self.wb, self.wi = valid.nonzero(as_tuple=True)
-            self.wpos = cache.lens[self.wb] + self.wi
+            cache.ensure_capacity(end)
+        self.inplace = end <= cache.capacity
+        i = torch.arange(Lq, device=dev)
+        pad_rows = i[None, :] >= q_lens[:, None]  # [B, Lq]
+        # query i of sample b sees its cache [0, lens[b]) and new entries i' < seen[b, i]
+        seen = torch.minimum(i[None, :] + 1, q_lens[:, None]) if causal else q_lens[:, None].expand(-1, Lq)
+        if self.inplace:  # keys = buffer slots [0, end); new entry i' of sample b sits at lens[b] + i'
+            self.Lk = end
+            j = torch.arange(end, device=dev)
+            mask = j[None, None, :] < (cache.lens[:, None] + seen)[:, :, None]
+        else:  # keys = [buffer [0, Lc); the new block [0, Lq)]
+            self.Lk = cache.max_len()
+            cached = torch.arange(self.Lk, device=dev)[None, None, :] < cache.lens[:, None, None]
+            mask = torch.cat([cached.expand(-1, Lq, -1), i[None, None, :] < seen[:, :, None]], dim=2)
+        # padded queries see every key (finite values), so no row is fully masked (no NaN)
+        self.mask = (mask | pad_rows[:, :, None])[:, None]
+        self.wb, self.wi = (~pad_rows).nonzero(as_tuple=True)
+        self.wpos = cache.lens[self.wb] + self.wi
 
     def __call__(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         B, Lq = self.cache.batch_size, self.Lq
         q = q.view(B, Lq, *q.shape[1:]).transpose(1, 2)
         k = k.view(B, Lq, *k.shape[1:]).transpose(1, 2)
         v = v.view(B, Lq, *v.shape[1:]).transpose(1, 2)
-        ck = self.cache.keys[layer_idx][:, :, : self.Lc]
-        cv = self.cache.values[layer_idx][:, :, : self.Lc]
+        kbuf, vbuf = self.cache.keys[layer_idx], self.cache.values[layer_idx]
+        if not self.inplace:
+            keys = torch.cat([kbuf[:, :, : self.Lk], k], dim=2)
+            vals = torch.cat([vbuf[:, :, : self.Lk], v], dim=2)
+            out = F.scaled_dot_product_attention(q, keys, vals, attn_mask=self.mask, enable_gqa=True)
+            return out.transpose(1, 2).reshape(B * Lq, q.shape[1], q.shape[3])
+        slots = (self.wb, slice(None), self.wpos)
+        saved = None if self.write else (kbuf[slots], vbuf[slots])
+        kbuf[slots] = k[self.wb, :, self.wi]
+        vbuf[slots] = v[self.wb, :, self.wi]
         out = F.scaled_dot_product_attention(
-            q, torch.cat([ck, k], dim=2), torch.cat([cv, v], dim=2), attn_mask=self.mask, enable_gqa=True
+            q, kbuf[:, :, : self.Lk], vbuf[:, :, : self.Lk], attn_mask=self.mask, enable_gqa=True
         )
-        if self.write:
-            self.cache.keys[layer_idx][self.wb, :, self.wpos] = k[self.wb, :, self.wi]
-            self.cache.values[layer_idx][self.wb, :, self.wpos] = v[self.wb, :, self.wi]
+        if saved is not None:
+            kbuf[slots], vbuf[slots] = saved
         return out.transpose(1, 2).reshape(B * Lq, q.shape[1], q.shape[3])
