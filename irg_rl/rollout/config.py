@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 from irg_rl.config import ConfigError
 
-__all__ = ["ENGINES", "WEIGHT_SYNCS", "REWARD_PLACEMENTS", "RolloutConfig"]
+__all__ = ["ENGINES", "WEIGHT_SYNCS", "COLLECTIVE_BACKENDS", "REWARD_PLACEMENTS", "RolloutConfig"]
 
 # rollout backends
 ENGINES = ("ray", "local")
-# weight broadcast paths
-WEIGHT_SYNCS = ("object_store", "nccl")
+# weight broadcast paths ("nccl" = "collective" with collective_backend nccl)
+WEIGHT_SYNCS = ("object_store", "collective", "nccl")
+# backends of the collective weight broadcast ("auto": nccl when workers have GPUs, else gloo)
+COLLECTIVE_BACKENDS = ("auto", "gloo", "nccl")
 # where the composite reward runs
 REWARD_PLACEMENTS = ("local", "ray")
 
@@ -36,8 +38,18 @@ class RolloutConfig:
     colocate: bool = False
     # torch threads inside each rollout worker (and in the local engine)
     threads: int = 1
-    # weight broadcast after each update: object_store (CPU tensors through ray.put) | nccl (not implemented)
+    # weight broadcast after each update: object_store (CPU tensors through ray.put) | collective (a
+    # torch.distributed broadcast from the trainer to the workers) | nccl (= collective with backend nccl)
     weight_sync: str = "object_store"
+    # backend of weight_sync collective: auto (nccl if gpus_per_worker > 0, else gloo) | gloo (CPU tensors) |
+    # nccl (CUDA tensors, one GPU per process; untested: no GPU in CI)
+    collective_backend: str = "auto"
+    # largest flat bucket of one collective broadcast, MiB (a larger tensor is sent alone)
+    collective_bucket_mb: float = 256.0
+    # seconds allowed for forming the weight group and for each broadcast before it fails
+    collective_timeout_s: float = 600.0
+    # address of the trainer's rendezvous store for the weight group ("" = this node's Ray IP)
+    collective_host: str = ""
     # after the first full broadcast, send only the tensors training can change (trainable or LoRA-merged)
     sync_trainable_only: bool = True
     # dead rollout workers that may be replaced during one sampling call before it fails
@@ -67,6 +79,26 @@ class RolloutConfig:
             "weight_sync",
             f"must be one of {WEIGHT_SYNCS}, got {self.weight_sync!r}",
         )
+        need(
+            self.collective_backend in COLLECTIVE_BACKENDS,
+            "collective_backend",
+            f"must be one of {COLLECTIVE_BACKENDS}, got {self.collective_backend!r}",
+        )
+        need(
+            not (self.weight_sync == "nccl" and self.collective_backend == "gloo"),
+            "collective_backend",
+            "gloo contradicts weight_sync nccl (use weight_sync collective with collective_backend gloo)",
+        )
+        need(
+            self.collective_bucket_mb > 0,
+            "collective_bucket_mb",
+            f"must be > 0, got {self.collective_bucket_mb}",
+        )
+        need(
+            self.collective_timeout_s > 0,
+            "collective_timeout_s",
+            f"must be > 0, got {self.collective_timeout_s}",
+        )
         need(self.max_restarts >= 0, "max_restarts", f"must be >= 0, got {self.max_restarts}")
         need(self.chunk_prompts >= 0, "chunk_prompts", f"must be >= 0, got {self.chunk_prompts}")
         need(
@@ -75,7 +107,7 @@ class RolloutConfig:
             f"must be one of {REWARD_PLACEMENTS}, got {self.reward_placement!r}",
         )
         need(
-            not (self.engine == "local" and self.weight_sync == "nccl"),
+            not (self.engine == "local" and self.weight_sync != "object_store"),
             "weight_sync",
-            "nccl broadcasts to Ray workers; with engine: local use object_store",
+            f"{self.weight_sync} broadcasts to Ray workers; with engine: local use object_store",
         )

@@ -1,4 +1,9 @@
-"""`LocalRollout`: the `rollout.engine: local` path - the same worker class and interface, in this process."""
+"""`LocalRollout`: the `rollout.engine: local` path - the same worker class and interface, in this process.
+
+It samples with its own full inference copy (fed by `export_weights`), never with the trainer's module, so it is
+safe under DeepSpeed ZeRO-3 with several processes: generation lengths differ per rank, but sampling runs no
+collective. The price is a whole model per trainer rank; at 7B scale use `engine: ray`.
+"""
 
 from __future__ import annotations
 

@@ -4,8 +4,11 @@ Every chunk of a `SampleRequest` is assigned to a worker slot and submitted at o
 order). `sample_iter` yields each chunk as it finishes, so rewards can score it while the others still sample.
 A worker whose call fails with `ray.exceptions.RayActorError` (process died, node lost, killed) is replaced by a
 fresh actor that first receives the latest weights (the last full broadcast, then the last partial one), and
-every chunk it had not returned is resubmitted to it. Results are keyed by chunk, accepted once, and checked for
-completeness, so every trajectory is counted exactly once.
+every chunk it had not returned is resubmitted to it. With `weight_sync: collective` the replacement's first
+weights go through the object store and the weight group is re-formed before the next broadcast (see
+`irg_rl/rollout/weight_sync.py`); a worker that died between updates is found by a ping before each broadcast,
+since a dead member would stall the collective until its timeout. Results are keyed by chunk, accepted once,
+and checked for completeness, so every trajectory is counted exactly once.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class RolloutPool:
 
         init_ray(cfg)
         self.spec, self.cfg = spec, cfg
-        self.sync = make_weight_sync(cfg.weight_sync)
+        self.sync = make_weight_sync(cfg)
         opts: dict = {"num_cpus": cfg.cpus_per_worker, "num_gpus": cfg.gpus_per_worker, "max_restarts": 0}
         if cfg.colocate:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -94,6 +97,8 @@ class RolloutPool:
         import ray
 
         ref = self.sync.put(state)
+        if self.sync.kind == "collective":
+            self._replace_dead()
         if full:
             self._full, self._partial = (version, ref), None
         else:
@@ -104,7 +109,25 @@ class RolloutPool:
                 ray.get(p)
             except ray.exceptions.RayActorError:
                 self._replace(i, f"died while loading weights v{version}")
+            except ray.exceptions.RayTaskError as err:
+                if self.sync.kind != "collective":
+                    raise
+                # the collective failed (another member died): resend this update through the object store
+                log.warning("rollout worker %d missed the broadcast of v%d (%s); resending", i, version, err)
+                self.sync.invalidate()
+                ray.get(self.workers[i].set_weights.remote(version, ref, full))
         self.version = version
+
+    def _replace_dead(self) -> None:
+        """Replace workers that died since the last call (found by a ping)."""
+        import ray
+
+        pings = [w.get_version.remote() for w in self.workers]
+        for i, p in enumerate(pings):
+            try:
+                ray.get(p)
+            except ray.exceptions.RayActorError:
+                self._replace(i, "found dead before a weight broadcast")
 
     def _replace(self, slot: int, why: str) -> None:
         """Start a fresh actor in `slot` with the latest weights."""
@@ -123,6 +146,7 @@ class RolloutPool:
         if self._partial is not None:
             ray.get(actor.set_weights.remote(self._partial[0], self._partial[1], False))
         self.workers[slot] = actor
+        self.sync.invalidate()  # a collective group must be re-formed with the new member
 
     # ---- sampling --------------------------------------------------------------------------------------
 
@@ -182,6 +206,7 @@ class RolloutPool:
     def shutdown(self) -> None:
         import ray
 
+        self.sync.close()
         for w in self.workers:
             ray.kill(w)
         self.workers = []

@@ -111,6 +111,7 @@ class RolloutWorker:
         self.model = model.eval()
         self.engine = IRGEngine(self.model, spec.tokenizer, spec.vae, copy.deepcopy(spec.sampling))
         self.version = -1
+        self._group = None  # membership of the trainer's weight group (rollout.weight_sync: collective)
 
     def set_weights(self, version: int, state: dict[str, torch.Tensor], full: bool) -> int:
         """Load weights of policy `version`; `full=False` updates a subset of tensors in place."""
@@ -136,6 +137,37 @@ class RolloutWorker:
                     own[k].copy_(v)
         self.version = int(version)
         return self.version
+
+    # ---- collective weight sync (irg_rl/rollout/collective.py) ---------------------------------------
+
+    def join_weight_group(self, info, rank: int) -> int:
+        """Join a membership of the trainer's weight group as `rank` (blocks until every rank joined)."""
+        from irg_rl.rollout.collective import WeightGroup
+
+        self.leave_weight_group()
+        if info.backend == "nccl" and self.device.type != "cuda":
+            raise RuntimeError(
+                "weight sync backend 'nccl' needs the rollout worker on CUDA (WorkerSpec.device)"
+            )
+        self._group = WeightGroup(info, rank)
+        return rank
+
+    def leave_weight_group(self) -> None:
+        if self._group is not None:
+            self._group.close()
+            self._group = None
+
+    def receive_weights(self, version: int, buckets: list, full: bool) -> int:
+        """Receive the trainer's broadcast of policy `version` (layout `buckets`) and load it."""
+        from irg_rl.rollout.collective import receive_state
+
+        if self._group is None:
+            raise RuntimeError("RolloutWorker.receive_weights: the worker is not in a weight group")
+        return self.set_weights(version, receive_state(self._group, buckets), full)
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of the inference copy's state dict (for checks and tests)."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     @torch.no_grad()
     def sample(self, request: SampleRequest) -> TrajectoryBatch:
