@@ -24,6 +24,7 @@ from irg_rl.train.policy_loss import grpo_loss
 from irg_rl.train.rl_batch import flow_terms, ratio_deviation, text_terms
 from irg_rl.train.rl_loop import RLLoop
 from irg_rl.train.rl_recipe import GRPORecipe
+from irg_rl.train.zero3 import padded_schedule
 
 __all__ = ["GRPOTrainer", "train", "main"]
 
@@ -65,19 +66,22 @@ class GRPOTrainer(RLLoop):
         stats = {f"adv/{k}": float(v) for k, v in credit.stats.items()}
         n = len(batch)
         micro = self._micro_batches(n)
-        any_valid = bool(credit.valid_1.any() or credit.valid_2.any())
-        refs = [None] * len(micro)
+        # every rank runs as many passes as the busiest one (zero-weight repeats; see RLSetup.lockstep)
+        sched = padded_schedule(micro, s.lockstep(len(micro)))
+        # one decision for all ranks: a rank stepping alone would leave DDP replicas apart
+        any_valid = s.lockstep(int(bool(credit.valid_1.any() or credit.valid_2.any()))) > 0
+        refs = [None] * len(sched)
         if g.kl_coef > 0:
             with s.reference() as ref_model:
-                refs = [rescore(ref_model, batch.subset(idx)) for idx in micro]
+                refs = [rescore(ref_model, batch.subset(idx)) for idx, _ in sched]
         for u in range(g.inner_updates):
             s.opt.zero_grad(set_to_none=True)
             agg: dict[str, float] = {}
             dev = {"text": 0.0, "flow": 0.0}
-            for idx, ref in zip(micro, refs, strict=True):
+            for j, ((idx, weight), ref) in enumerate(zip(sched, refs, strict=True)):
                 sub = batch.subset(idx)
                 out = rescore(s.view, sub)
-                if u == 0:
+                if u == 0 and weight > 0:
                     d = ratio_deviation(sub, out)
                     dev = {k: max(dev[k], d[k]) for k in dev}
                 sub_credit = _select_credit(credit, idx)
@@ -89,9 +93,9 @@ class GRPOTrainer(RLLoop):
                         "or sampling.think: true, and a positive text/flow loss weight"
                     )
                 loss, ls = grpo_loss(text, flow, g)
-                s.acc.backward(loss * (len(idx) / n))
+                s.backward(loss * (weight * len(idx) / n), boundary=j == len(sched) - 1)
                 for k, v in ls.items():
-                    agg[k] = agg.get(k, 0.0) + v * len(idx) / n
+                    agg[k] = agg.get(k, 0.0) + weight * v * len(idx) / n
             if u == 0:
                 self._check_ratio(dev, stats)
             if any_valid:

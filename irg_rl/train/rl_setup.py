@@ -3,6 +3,15 @@ prompts, weight sync and atomic checkpoints (through `irg_rl.train.checkpointing
 
 Re-scoring goes through the accelerate-wrapped module (`PolicyForward`) so DDP / DeepSpeed see the forward and
 reduce gradients; `RescoreView` gives `irg_rl.inference.rescore` the model interface it expects on top of it.
+
+DeepSpeed ZeRO-3 (full fine-tuning and LoRA; `irg_rl.train.zero3`): parameters are partitions, so
+- weight export (`sync_weights`) and the checkpoint's model/ gather them chunk by chunk, collectively on every
+  rank; every rank keeps the CPU copy for its own rollout backend, only rank 0 for the checkpoint;
+- the forwards gather collectively: the trainers pad their micro-batches to the same count on every rank
+  (`lockstep`), and the adapter-disabled reference runs through the wrapped module;
+- a frozen-copy reference is partitioned too (`zero3.sharded_reference`), not held whole on every rank;
+- rollout never runs the trainer's module: `engine: local` and `engine: ray` both sample with inference copies
+  fed by `export_weights`, so per-rank generation lengths cannot desynchronise the ranks.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from irg_rl.rollout.weight_sync import changing_keys, export_weights
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.checkpointing import resolve_model_dir
 from irg_rl.train.freeze import apply_freeze, apply_lora, merged_state_dict, trainable_summary
+from irg_rl.train.zero3 import max_across, sharded_reference, zero_stage
 
 __all__ = [
     "resolve_model_dir",
@@ -95,7 +105,7 @@ def heldout_prompts(recipe) -> list[dict]:
     return _read_jsonl(recipe.eval.file)[: recipe.eval.num_prompts] if recipe.eval.file else []
 
 
-def _make_accelerator(mixed_precision: str):
+def _make_accelerator(mixed_precision: str, grad_clip: float):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
@@ -109,11 +119,8 @@ def _make_accelerator(mixed_precision: str):
         conf = ds.deepspeed_config
         conf["train_micro_batch_size_per_gpu"] = 1
         conf["gradient_accumulation_steps"] = 1
-        if int(conf.get("zero_optimization", {}).get("stage", 0)) >= 3:
-            raise NotImplementedError(
-                "RL with DeepSpeed ZeRO-3 is not supported: re-scoring and weight export need whole parameters; "
-                "use LoRA with ZeRO-2 (recipes/accelerate/zero2.yaml)"
-            )
+        # DeepSpeed clips inside its step (accelerate's clip_grad_norm_ only reports the norm); 0 = off
+        conf["gradient_clipping"] = grad_clip
     return acc
 
 
@@ -121,8 +128,8 @@ def _make_accelerator(mixed_precision: str):
 class _Ref:
     # how the reference is computed: "adapter_disabled" | "frozen_copy" | "none"
     kind: str
-    # the frozen copy when kind == "frozen_copy"
-    model: BagelModel | None = None
+    # the frozen copy when kind == "frozen_copy" (a RescoreView over a sharded engine under ZeRO-3)
+    model: BagelModel | RescoreView | None = None
 
 
 class RLSetup:
@@ -134,7 +141,7 @@ class RLSetup:
         self.recipe = r = recipe
         if r.train.cpu_threads > 0:
             torch.set_num_threads(r.train.cpu_threads)
-        self.acc = _make_accelerator(r.train.mixed_precision)
+        self.acc = _make_accelerator(r.train.mixed_precision, r.optim.grad_clip)
         self.out = Path(r.train.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.resume_path = ckpt.resolve_resume(r.train.resume_from, self.out)
@@ -171,6 +178,18 @@ class RLSetup:
         self.scheduler = make_scheduler(self.opt, r.optim, r.train.max_steps)
         self.module, self.opt = self.acc.prepare(PolicyForward(bagel), self.opt)
         self.acc.register_for_checkpointing(self.scheduler)
+        self.zero = zero_stage(self.acc)
+        if self.zero == 3 and self.resume_path is not None:
+            saved = int(ckpt.read_trainer_state(self.resume_path)["world_size"])
+            if saved != self.acc.num_processes:
+                raise ValueError(
+                    f"{self.resume_path}: its ZeRO-3 shards were saved by {saved} processes, this run has "
+                    f"{self.acc.num_processes}; resume with {saved}, or start a new run from the whole weights "
+                    f"(model.source={self.resume_path / 'model'}, train.resume_from=never)"
+                )
+        if self.zero == 3 and frozen_copy is not None:
+            ds_conf = self.acc.state.deepspeed_plugin.deepspeed_config
+            self.ref.model = RescoreView(sharded_reference(PolicyForward(frozen_copy), ds_conf), frozen_copy)
         self.view = RescoreView(self.module, bagel)
         self.step, self.history = 0, []
         if self.resume_path is not None:
@@ -200,7 +219,8 @@ class RLSetup:
                 m.enable_adapters(False)
             try:
                 with torch.no_grad():
-                    yield self.bagel
+                    # ZeRO-3 gathers through the wrapped module's hooks; elsewhere skip DDP's wrapper
+                    yield self.view if self.zero == 3 else self.bagel
             finally:
                 for m in layers:
                     m.enable_adapters(True)
@@ -209,6 +229,27 @@ class RLSetup:
                 yield self.ref.model
         else:
             raise RuntimeError("no reference model configured (kl_coef is 0)")
+
+    # ---- ranks in lockstep -------------------------------------------------------------------------------
+
+    def lockstep(self, n: int) -> int:
+        """How many forward/backward passes every rank must run when this rank has `n`: the maximum over ranks
+        (a collective). DDP and DeepSpeed reduce in each backward and ZeRO-3 gathers in each forward, so a rank
+        with fewer passes pads with zero-weight dummies instead of leaving the others waiting."""
+        return max_across(self.acc, n)
+
+    def backward(self, loss: torch.Tensor, boundary: bool = True) -> None:
+        """`acc.backward`, accumulating until `boundary`: DeepSpeed steps its optimiser inside the backward, which
+        without this would happen at every micro-batch (its accumulation count is 1; the trainers own it)."""
+        acc = self.acc
+        if boundary or acc.state.deepspeed_plugin is None:
+            acc.backward(loss)
+            return
+        acc.sync_gradients = False
+        try:
+            acc.backward(loss)
+        finally:
+            acc.sync_gradients = True
 
     # ---- weights to the rollout workers ------------------------------------------------------------------
 
@@ -219,6 +260,7 @@ class RLSetup:
         t0 = time.perf_counter()
         keys = None if full or not self.recipe.rollout.sync_trainable_only else self.sync_keys
         self.policy_version += 1
+        # collective under ZeRO-3; every rank keeps the copy: each feeds its own rollout backend
         self.rollout.set_weights(self.policy_version, export_weights(self.bagel, keys), full or keys is None)
         return time.perf_counter() - t0
 
@@ -246,10 +288,11 @@ class RLSetup:
         if acc.is_main_process:
             ckpt.prepare_tmp(final)
         acc.wait_for_everyone()
+        # whole weights on rank 0 (under ZeRO-3 every rank takes part in the chunked gathers)
+        state = merged_state_dict(self.bagel, gather=True, keep=acc.is_main_process)
         if acc.is_main_process:
             with torch.device("meta"):
                 shell = BagelModel(self.config, self.bagel.special)
-            state = {k: v.detach().cpu() for k, v in merged_state_dict(self.bagel).items()}
             shell.load_state_dict(state, strict=True, assign=True)
             save_checkpoint(shell, tmp / "model", tokenizer=self.tokenizer, vae=self.vae)
         acc.save_state(str(tmp / "state"))
