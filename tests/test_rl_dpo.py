@@ -45,3 +45,18 @@ def test_online_then_offline_dpo(ckpt, tmp_path):
     )
     stats = DPOTrainer(off).run()[-1]
     assert stats["pairs/num"] + stats["pairs/skipped_groups"] == 2
+
+
+def test_ranked_pairs_and_inner_updates(ckpt, tmp_path):
+    recipe = _dpo(ckpt, tmp_path / "ranked", **{"pairs.pairs_per_group": 2, "pairs.inner_updates": 2})
+    stats = DPOTrainer(recipe).run()[-1]
+    groups = recipe.prompts.per_step
+    assert 1 <= stats["pairs/num"] <= 2 * groups
+    # the first inner step sees policy == reference (log 2); the second sees the updated policy
+    assert stats["first/text/loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert stats["text/loss"] != pytest.approx(0.6931, abs=1e-6)
+
+
+def test_pairs_per_group_above_half_the_group_is_rejected(ckpt, tmp_path):
+    with pytest.raises(Exception, match="pairs.pairs_per_group"):
+        _dpo(ckpt, tmp_path / "bad", **{"pairs.pairs_per_group": 3}).validate()

@@ -10,6 +10,7 @@ from irg_rl.inference.sde import gaussian_log_prob, sde_sample_step, sde_step_lo
 from irg_rl.train.dpo_loss import (
     DPOTerms,
     best_worst_pairs,
+    ranked_pairs,
     dpo_loss,
     flow_step_log_ratio,
     sequence_log_probs,
@@ -35,6 +36,24 @@ def test_best_worst_pairs_skip_ties_and_margin():
     r[3, 1] = float("nan")
     with pytest.raises(ValueError, match="group 3 member 1"):
         best_worst_pairs(r)
+
+
+def test_ranked_pairs_pair_ith_best_with_ith_worst():
+    r = torch.tensor([[0.5, 0.9, 0.1, 0.7], [1.0, 1.0, 1.0, 0.0], [0.2, 0.2, 0.2, 0.2]])
+    p = ranked_pairs(r, pairs_per_group=2)
+    # group 0: best-to-worst order 1, 3, 0, 2 -> pairs (1, 2) and (3, 0)
+    # group 1: descending 0, 1, 2, 3; ascending 3, 0, 1, 2 -> (0, 3) kept, (1, 0) is a tie and dropped
+    # group 2: all tied -> no pair, counted as skipped
+    assert p.group.tolist() == [0, 0, 1]
+    assert p.chosen.tolist() == [1, 3, 0] and p.rejected.tolist() == [2, 0, 3]
+    assert p.num_skipped == 1
+    one = ranked_pairs(r, pairs_per_group=1)
+    bw = best_worst_pairs(r)
+    assert one.chosen.tolist() == bw.chosen.tolist() == [1, 0]
+    assert one.rejected.tolist() == bw.rejected.tolist() == [2, 3]
+    assert ranked_pairs(r, 2, min_margin=0.3).chosen.tolist() == [1, 0]  # group 0's second gap is 0.2
+    with pytest.raises(ValueError, match="pairs_per_group"):
+        ranked_pairs(r, pairs_per_group=3)
 
 
 def test_dpo_loss_log2_at_equal_logits_and_decreasing_with_margin():

@@ -2,7 +2,8 @@
 
 Online (`dpo.pair_mode: online`): each step samples `prompts.per_step` groups of `pairs.group_size` trajectories,
 scores them, ranks each group by one scalar (`pairs.ranking` weights over image_2, improvement, no_regression,
-format) and trains on its (best, worst) pair. Offline (`offline`): each step reads one saved rollout batch
+format) and trains on its (best, worst) pair, or on `pairs.pairs_per_group` ranked pairs (i-th best vs i-th
+worst), for `pairs.inner_updates` optimiser steps per batch. Offline (`offline`): each step reads one saved rollout batch
 (`<grpo output_dir>/rollouts/step-*.pt` with its rewards) instead of sampling. The reference is the
 adapter-disabled model under LoRA, else a frozen copy of the starting weights.
 `accelerate launch --config_file recipes/accelerate/<cfg>.yaml scripts/dpo.py --config recipes/shapes/dpo.yaml`
@@ -20,7 +21,7 @@ from irg_rl.inference.rescoring import rescore
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.rewards import TrajectoryRewards
 from irg_rl.train.advantages import ROUND_2_COMPONENTS, combine_rewards
-from irg_rl.train.dpo_loss import DPOTerms, best_worst_pairs, dpo_loss
+from irg_rl.train.dpo_loss import DPOTerms, dpo_loss, ranked_pairs
 from irg_rl.train.rl_batch import sequence_logps
 from irg_rl.train.rl_loop import RLLoop
 from irg_rl.train.rl_outputs import load_rollout
@@ -56,38 +57,53 @@ class DPOTrainer(RLLoop):
     def pair_loss(
         self, batch: TrajectoryBatch, components: dict[str, torch.Tensor], G: int
     ) -> dict[str, float]:
-        s, d = self.setup, self.recipe.dpo
-        r = ranking_rewards(components, self.recipe.pairs.ranking).reshape(-1, G)
-        pairs = best_worst_pairs(r, d.min_reward_margin)
+        s, d, pc = self.setup, self.recipe.dpo, self.recipe.pairs
+        r = ranking_rewards(components, pc.ranking).reshape(-1, G)
+        pairs = ranked_pairs(r, pc.pairs_per_group, d.min_reward_margin)
         stats = {"pairs/num": float(pairs.group.numel()), "pairs/skipped_groups": float(pairs.num_skipped)}
-        if pairs.group.numel() == 0:
+        # every rank runs the passes while any rank has a pair (see RLSetup.lockstep); the skipping ones train on
+        # a zero-weight stand-in pair (trajectory 0 against itself)
+        if s.lockstep(int(pairs.group.numel() > 0)) == 0:
             stats["update/skipped_no_signal"] = 1.0
             return stats
-        chosen, rejected = pairs.flat(G)
-        idx = torch.cat([chosen, rejected]).tolist()
+        weight = float(pairs.group.numel() > 0)
+        if weight:
+            chosen, rejected = pairs.flat(G)
+            idx, P = torch.cat([chosen, rejected]).tolist(), chosen.numel()
+        else:
+            idx, P = [0, 0], 1
         sub = batch.subset(idx)
-        P = chosen.numel()
         with s.reference() as ref_model:
             ref_text, ref_flow = sequence_logps(sub, rescore(ref_model, sub))
-        s.opt.zero_grad(set_to_none=True)
-        pol_text, pol_flow = sequence_logps(sub, rescore(s.view, sub))
 
         def terms(pol, ref):
             if pol is None:
                 return None
             return DPOTerms(pol[:P], pol[P:], ref[:P].detach(), ref[P:].detach())
 
-        text = terms(pol_text, ref_text) if d.text_loss_weight > 0 else None
-        flow = terms(pol_flow, ref_flow) if d.flow_loss_weight > 0 else None
-        loss, ls = dpo_loss(text, flow, d)
-        s.acc.backward(loss)
-        if self.recipe.optim.grad_clip > 0:
-            gn = s.acc.clip_grad_norm_(s.module.parameters(), self.recipe.optim.grad_clip)
-            stats["grad_norm"] = float(gn) if gn is not None else float("nan")
-        s.opt.step()
-        s.opt.zero_grad(set_to_none=True)
+        for inner in range(pc.inner_updates):
+            s.opt.zero_grad(set_to_none=True)
+            pol_text, pol_flow = sequence_logps(sub, rescore(s.view, sub))
+            text = terms(pol_text, ref_text) if d.text_loss_weight > 0 else None
+            flow = terms(pol_flow, ref_flow) if d.flow_loss_weight > 0 else None
+            loss, ls = dpo_loss(text, flow, d)
+            s.acc.backward(loss * weight)
+            if self.recipe.optim.grad_clip > 0:
+                gn = s.acc.clip_grad_norm_(s.module.parameters(), self.recipe.optim.grad_clip)
+                stats["grad_norm"] = float(gn) if gn is not None else float("nan")
+            s.opt.step()
+            s.opt.zero_grad(set_to_none=True)
+            if inner == 0:  # the first inner step's stats describe the batch as sampled
+                stats.update(
+                    {f"first/{k}": v for k, v in ls.items() if k in ("loss", "text/loss", "flow/loss")}
+                )
+        if not weight:
+            stats["update/skipped_no_signal"] = 1.0
+            return stats
         stats.update(ls)
-        stats["pairs/reward_gap_mean"] = float((r.max(1).values - r.min(1).values)[pairs.group].mean())
+        stats["pairs/reward_gap_mean"] = float(
+            (r[pairs.group, pairs.chosen] - r[pairs.group, pairs.rejected]).mean()
+        )
         stats["update/skipped_no_signal"] = 0.0
         return stats
 

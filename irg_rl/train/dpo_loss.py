@@ -23,6 +23,7 @@ __all__ = [
     "PairIndices",
     "DPOTerms",
     "best_worst_pairs",
+    "ranked_pairs",
     "sequence_log_probs",
     "flow_step_log_ratio",
     "sigmoid_dpo_loss",
@@ -64,13 +65,23 @@ class DPOTerms:
 
 
 def best_worst_pairs(rewards: torch.Tensor, min_margin: float = 0.0) -> PairIndices:
-    """One (best, worst) pair per group. rewards `[num_groups, G]` (finite) -> `PairIndices`.
+    """One (best, worst) pair per group: `ranked_pairs(rewards, 1, min_margin)`."""
+    return ranked_pairs(rewards, 1, min_margin)
 
-    Groups whose best - worst <= min_margin (always including exact ties) are skipped and counted. Among equal
-    best (or worst) rewards the lowest member index is taken, so the choice is deterministic.
+
+def ranked_pairs(rewards: torch.Tensor, pairs_per_group: int = 1, min_margin: float = 0.0) -> PairIndices:
+    """Up to k pairs per group: the i-th best against the i-th worst, i < k. rewards `[num_groups, G]` (finite).
+
+    k = 1 is the best/worst pair; k = G // 2 uses every trajectory once (more pairs per sampled group, each with a
+    smaller reward gap). A pair whose reward gap is <= min_margin (always a tie) is dropped; `num_skipped` counts
+    the groups left with no pair. Among equal rewards the lowest member index ranks first (stable sorts), so the
+    choice is deterministic. Pairs are ordered group-major, then by rank.
     """
     if rewards.ndim != 2 or rewards.shape[1] < 2:
         raise ValueError(f"rewards must be [num_groups, G >= 2], got {tuple(rewards.shape)}")
+    G = rewards.shape[1]
+    if not 1 <= pairs_per_group <= G // 2:
+        raise ValueError(f"pairs_per_group must be in [1, G // 2 = {G // 2}], got {pairs_per_group}")
     bad = ~torch.isfinite(rewards)
     if bool(bad.any()):
         g, i = bad.nonzero()[0].tolist()
@@ -79,16 +90,17 @@ def best_worst_pairs(rewards: torch.Tensor, min_margin: float = 0.0) -> PairIndi
             f"reward per trajectory (combine NaN components with advantages.combine_rewards first)"
         )
     r = rewards.float()
-    # torch documents that argmax/argmin return the first of tied extremes
-    best, worst = r.argmax(dim=1), r.argmin(dim=1)
-    margin = r.gather(1, best[:, None]).squeeze(1) - r.gather(1, worst[:, None]).squeeze(1)
+    k = pairs_per_group
+    best = torch.sort(r, dim=1, descending=True, stable=True).indices[:, :k]
+    worst = torch.sort(r, dim=1, stable=True).indices[:, :k]
+    margin = r.gather(1, best) - r.gather(1, worst)
     keep = margin > min_margin
-    groups = torch.arange(r.shape[0], device=r.device)
+    groups = torch.arange(r.shape[0], device=r.device)[:, None].expand(-1, k)
     return PairIndices(
         group=groups[keep],
         chosen=best[keep],
         rejected=worst[keep],
-        num_skipped=int((~keep).sum().item()),
+        num_skipped=int((~keep.any(dim=1)).sum().item()),
     )
 
 

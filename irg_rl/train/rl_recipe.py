@@ -166,6 +166,10 @@ class DPOSection:
     epochs: int = 1
     # how the reward components become the one scalar that ranks a group (mode is ignored: always one scalar)
     ranking: CreditConfig = field(default_factory=lambda: CreditConfig(mode="shared"))
+    # pairs per group: the i-th best against the i-th worst for i < this (1 = best/worst; at most group_size // 2)
+    pairs_per_group: int = 1
+    # optimiser steps on each batch of pairs (the reference log-probs are computed once per batch)
+    inner_updates: int = 1
 
 
 @dataclass
@@ -180,5 +184,12 @@ class DPORecipe(_RLBase):
     def validate(self) -> None:
         self.dpo.validate("dpo")
         self._validate_common(self.pairs.group_size)
+        if not 1 <= self.pairs.pairs_per_group <= self.pairs.group_size // 2:
+            raise ConfigError(
+                f"pairs.pairs_per_group must be in [1, pairs.group_size // 2 = {self.pairs.group_size // 2}], "
+                f"got {self.pairs.pairs_per_group}"
+            )
+        if self.pairs.inner_updates < 1:
+            raise ConfigError(f"pairs.inner_updates must be >= 1, got {self.pairs.inner_updates}")
         if self.dpo.pair_mode == "offline" and not self.pairs.rollouts_dir:
             raise ConfigError("dpo.pair_mode=offline needs pairs.rollouts_dir (a folder of saved rollouts)")
