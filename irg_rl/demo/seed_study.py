@@ -1,0 +1,198 @@
+"""Seed study: does GRPO/DPO beat its starting checkpoint by more than the run-to-run spread?
+
+Stages (resumable like the demo: a stage with `DONE.json` is reused): `eval_start` evaluates the starting
+checkpoint; per seed, `train_seed<N>` runs the recipe with `train.seed=N` and `eval_seed<N>` evaluates its last
+checkpoint with the same held-out prompts, images per prompt and sampling seed. `summary.json`/`summary.md` hold
+per-seed rows, the mean and range over seeds, and the gain over the start against one binomial standard error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from irg_rl.config import load_config
+from irg_rl.demo.stages import Stage, run_stages
+
+ALGOS = ("grpo", "dpo")
+# columns of the study table: (label, key into an eval summary row)
+METRICS = (
+    ("think (turn 1) strict", "think"),
+    ("IRG (turn 2) strict", "irg"),
+    ("regression rate", "regression_rate"),
+    ("improvement rate", "improvement_rate"),
+)
+
+
+@dataclass
+class SeedStudyOptions:
+    """Options of `scripts/rl_seeds.py`."""
+
+    # grpo | dpo
+    algo: str = "grpo"
+    # the RL recipe (its model.source is replaced by `start`)
+    recipe: str = "recipes/shapes/grpo.yaml"
+    # starting checkpoint or run folder (e.g. runs/demo/sft_stage2)
+    start: str = "runs/demo/sft_stage2"
+    # held-out prompts JSONL written by the data stage
+    heldout: str = "runs/demo/data/prompts_heldout.jsonl"
+    # evaluation recipe
+    eval_recipe: str = "recipes/shapes/eval.yaml"
+    # training seeds, one run each
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    # images sampled per held-out prompt in each evaluation
+    images_per_prompt: int = 16
+    # run folder
+    out: str = "runs/seed_study"
+    # extra key=value overrides of the RL recipe (e.g. train.max_steps=20)
+    train_overrides: list[str] = field(default_factory=list)
+    # extra key=value overrides of the evaluation recipe (e.g. sampling.steps=10)
+    eval_overrides: list[str] = field(default_factory=list)
+    # delete earlier results first
+    fresh: bool = False
+
+
+def _eval(opts: SeedStudyOptions, source_of) -> Callable[[Path], dict]:
+    def run(folder: Path) -> dict:
+        from irg_rl.eval.eval_config import EvalRecipe
+        from irg_rl.eval.runner import run_eval
+
+        overrides = [
+            f"model.source={source_of()}",
+            f"prompts.file={opts.heldout}",
+            f"eval.images_per_prompt={opts.images_per_prompt}",
+            f"eval.out={folder}",
+        ]
+        recipe = load_config(EvalRecipe, opts.eval_recipe, overrides + list(opts.eval_overrides))
+        results = run_eval(recipe, folder)
+        s = results["summary"]
+        return {
+            "model": results["model"],
+            "n": s["turns"]["irg"]["n"],
+            "think": s["turns"]["think"]["strict"],
+            "irg": s["turns"]["irg"]["strict"],
+            # None (no turn-1 image right, or none wrong) is stored as NaN
+            "regression_rate": _nan_if_none(s["transitions"]["regression_rate"]),
+            "improvement_rate": _nan_if_none(s["transitions"]["improvement_rate"]),
+        }
+
+    return run
+
+
+def _train(opts: SeedStudyOptions, seed: int) -> Callable[[Path], dict]:
+    def run(folder: Path) -> dict:
+        if opts.algo == "grpo":
+            from irg_rl.train.grpo import train
+            from irg_rl.train.rl_recipe import GRPORecipe as Recipe
+        else:
+            from irg_rl.train.dpo import train
+            from irg_rl.train.rl_recipe import DPORecipe as Recipe
+
+        overrides = [
+            f"model.source={opts.start}",
+            f"train.output_dir={folder}",
+            f"train.seed={seed}",
+            "eval.at_start=false",
+            "eval.num_prompts=0",
+        ]
+        logs = train(load_config(Recipe, opts.recipe, overrides + list(opts.train_overrides)))
+        times = [r["time/step_s"] for r in logs if isinstance(r.get("time/step_s"), float)]
+        return {"steps": len(logs), "seconds_per_step": _mean(times)}
+
+    return run
+
+
+def _nan_if_none(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def summarise(start: dict, runs: dict[int, dict]) -> dict:
+    """Mean, range and gain over the start per metric; `se` is one binomial standard error of a strict rate."""
+    out: dict = {"start": start, "seeds": runs, "metrics": {}}
+    for _, key in METRICS:
+        values = [r[key] for r in runs.values()]
+        mean = _mean(values)
+        entry = {"mean": mean, "min": min(values), "max": max(values), "gain": mean - start[key]}
+        if key in ("think", "irg"):
+            p, n = start[key], start["n"]
+            entry["se_start"] = math.sqrt(max(p * (1 - p), 1e-12) / n)
+        out["metrics"][key] = entry
+    return out
+
+
+def summary_markdown(opts: SeedStudyOptions, summary: dict) -> str:
+    seeds = summary["seeds"]
+    head = "| run | " + " | ".join(label for label, _ in METRICS) + " |"
+    lines = [
+        f"# {opts.algo.upper()} seed study",
+        "",
+        f"recipe `{opts.recipe}` from `{opts.start}`, overrides {opts.train_overrides or 'none'}; held-out "
+        f"`{opts.heldout}` x {opts.images_per_prompt} images ({summary['start']['n']} trajectories per evaluation).",
+        "",
+        head,
+        "|" + "---|" * (len(METRICS) + 1),
+    ]
+
+    def row(name: str, r: dict) -> str:
+        return f"| {name} | " + " | ".join(f"{r[key]:.3f}" for _, key in METRICS) + " |"
+
+    lines.append(row("start", summary["start"]))
+    for seed, r in seeds.items():
+        lines.append(row(f"seed {seed}", r))
+    m = summary["metrics"]
+    lines.append("| mean over seeds | " + " | ".join(f"{m[k]['mean']:.3f}" for _, k in METRICS) + " |")
+    lines.append(
+        "| range over seeds | "
+        + " | ".join(f"{m[k]['min']:.3f}-{m[k]['max']:.3f}" for _, k in METRICS)
+        + " |"
+    )
+    lines.append("| mean - start | " + " | ".join(f"{m[k]['gain']:+.3f}" for _, k in METRICS) + " |")
+    irg = m["irg"]
+    lines += [
+        "",
+        f"Turn-2 strict gain {irg['gain']:+.3f}; seed range {irg['max'] - irg['min']:.3f}; one binomial standard "
+        f"error of the start's rate {irg['se_start']:.3f}. Every seed above the start: "
+        f"{all(r['irg'] > summary['start']['irg'] for r in seeds.values())}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_seed_study(opts: SeedStudyOptions) -> dict:
+    if opts.algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {opts.algo!r}")
+    for name, path in (("recipe", opts.recipe), ("heldout", opts.heldout), ("eval_recipe", opts.eval_recipe)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{name}: {path} does not exist")
+    out = Path(opts.out)
+
+    def checkpoint_of(run: str):
+        def source() -> str:
+            from irg_rl.train.checkpointing import latest_checkpoint
+
+            ckpt = latest_checkpoint(out / run)
+            if ckpt is None:
+                raise FileNotFoundError(f"no complete checkpoint under {out / run}; rerun with --fresh")
+            return str(ckpt)
+
+        return source
+
+    stages = [Stage("eval_start", _eval(opts, lambda: opts.start))]
+    for seed in opts.seeds:
+        stages.append(Stage(f"train_seed{seed}", _train(opts, seed)))
+        stages.append(Stage(f"eval_seed{seed}", _eval(opts, checkpoint_of(f"train_seed{seed}"))))
+    done = run_stages(out, stages, fresh=opts.fresh)
+    summary = summarise(done["eval_start"], {s: done[f"eval_seed{s}"] for s in opts.seeds})
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    summary_md_path(out).write_text(summary_markdown(opts, summary))
+    return summary
+
+
+def summary_md_path(out: str | Path) -> Path:
+    return Path(out) / "summary.md"

@@ -1,0 +1,68 @@
+"""The GRPO/DPO seed study: summary maths by hand, and a one-step run per seed on a random checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from _rl_helpers import random_checkpoint, recipe_dict
+
+from irg_rl.demo.seed_study import SeedStudyOptions, run_seed_study, summarise
+
+torch.set_num_threads(1)
+
+
+def _row(think, irg, reg, imp, n=100):
+    return {"n": n, "think": think, "irg": irg, "regression_rate": reg, "improvement_rate": imp}
+
+
+def test_summarise_mean_range_gain_and_standard_error():
+    start = _row(0.3, 0.2, 0.6, 0.1)
+    s = summarise(start, {0: _row(0.4, 0.3, 0.5, 0.2), 1: _row(0.2, 0.25, 0.7, 0.3)})
+    irg = s["metrics"]["irg"]
+    assert irg["mean"] == pytest.approx(0.275) and irg["min"] == 0.25 and irg["max"] == 0.3
+    assert irg["gain"] == pytest.approx(0.075)
+    assert irg["se_start"] == pytest.approx(math.sqrt(0.2 * 0.8 / 100))
+    assert s["metrics"]["regression_rate"]["gain"] == pytest.approx(0.0)
+    assert "se_start" not in s["metrics"]["regression_rate"]
+
+
+def test_seed_study_runs_each_seed_and_reuses_finished_stages(tmp_path):
+    ckpt = random_checkpoint(tmp_path)
+    recipe = recipe_dict(ckpt, tmp_path / "unused")
+    recipe["grpo"] = {"group_size": 2, "sde_window_size": 1, "inner_updates": 1}
+    (tmp_path / "grpo.yaml").write_text(yaml.safe_dump(recipe))
+    prompts = [{"tag": "single_object", "include": [{"class": "circle", "count": 1}], "prompt": "a circle"}]
+    (tmp_path / "heldout.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts * 2))
+    opts = SeedStudyOptions(
+        recipe=str(tmp_path / "grpo.yaml"),
+        start=str(ckpt),
+        heldout=str(tmp_path / "heldout.jsonl"),
+        seeds=[0, 1],
+        images_per_prompt=1,
+        out=str(tmp_path / "study"),
+        eval_overrides=[
+            "sampling.steps=4",
+            "sampling.turn1.max_think_tokens=4",
+            "sampling.turn2.max_think_tokens=4",
+            "eval.batch_size=2",
+        ],
+    )
+    summary = run_seed_study(opts)
+    assert set(summary["seeds"]) == {0, 1}
+    assert summary["start"]["n"] == 2
+    for seed in (0, 1):
+        assert (tmp_path / "study" / f"train_seed{seed}" / "DONE.json").is_file()
+        assert summary["seeds"][seed]["model"] != summary["start"]["model"]
+    assert "GRPO seed study" in (tmp_path / "study" / "summary.md").read_text()
+    stamp = (tmp_path / "study" / "train_seed0" / "DONE.json").stat().st_mtime_ns
+    run_seed_study(opts)  # a rerun reuses every finished stage
+    assert (tmp_path / "study" / "train_seed0" / "DONE.json").stat().st_mtime_ns == stamp
+
+
+def test_seed_study_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="heldout"):
+        run_seed_study(SeedStudyOptions(heldout=str(tmp_path / "nope.jsonl")))
