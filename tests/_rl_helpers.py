@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from _engine_helpers import SYSTEM, components
 
 from irg_rl.config import config_from_dict
@@ -82,3 +83,13 @@ def _apply(d: dict, over: dict) -> dict:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
     return d
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_local():
+    """A local Ray instance for the test module (import this fixture into a module that needs Ray)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()

@@ -10,9 +10,9 @@ from irg_rl.inference.sde import gaussian_log_prob, sde_sample_step, sde_step_lo
 from irg_rl.train.dpo_loss import (
     DPOTerms,
     best_worst_pairs,
-    ranked_pairs,
     dpo_loss,
     flow_step_log_ratio,
+    ranked_pairs,
     sequence_log_probs,
     sigmoid_dpo_loss,
 )

@@ -8,7 +8,7 @@ import pytest
 import ray
 import torch
 from _engine_helpers import PROMPTS, components, sampling
-from _rl_helpers import grpo_recipe, random_checkpoint
+from _rl_helpers import grpo_recipe, random_checkpoint, ray_local  # noqa: F401  (module-wide Ray)
 
 from irg_rl.inference import IRGEngine
 from irg_rl.rollout import RolloutConfig, SampleRequest, WorkerSpec
@@ -20,13 +20,6 @@ from irg_rl.train.grpo import GRPOTrainer
 from rewards import RewardError, RewardSpec
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
