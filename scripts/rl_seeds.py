@@ -1,4 +1,4 @@
-"""GRPO/DPO seed study on ShapesWorld: train one run per seed from a checkpoint, evaluate each on the held-out
+r"""GRPO/DPO seed study on ShapesWorld: train one run per seed from a checkpoint, evaluate each on the held-out
 prompts, and report mean, range and gain over the start (`<out>/summary.md`). Finished stages are reused.
 
     python scripts/rl_seeds.py --algo grpo --recipe recipes/shapes/grpo.yaml --start runs/demo/sft_stage2 \
