@@ -12,10 +12,12 @@ from _sft_data import SMALL_MODEL, make_dataset
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _launch(nproc: int, data: Path, out: Path, *overrides: str) -> subprocess.CompletedProcess:
+def _launch(
+    nproc: int, data: Path, out: Path, *overrides: str, config: str = "cpu_zero2_2proc.yaml"
+) -> subprocess.CompletedProcess:
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [
-        str(accelerate), "launch", "--config_file", str(ROOT / "recipes/accelerate/cpu_zero2_2proc.yaml"),
+        str(accelerate), "launch", "--config_file", str(ROOT / "recipes/accelerate" / config),
         "--num_processes", str(nproc), str(ROOT / "scripts/sft.py"),
         f"data.root={data}", f"train.output_dir={out}", *SMALL_MODEL, "data.samples_per_micro_batch=2",
         "optim.warmup_steps=0", "optim.lr=1e-3", "log.progress_bar=false", "train.log_every=1", *overrides,
@@ -60,3 +62,29 @@ def test_two_process_zero2_kill_and_resume_reproduces_losses(tmp_path):
     assert [h["step"] for h in resumed] == [1, 2, 3]
     for x, y in zip(ref, resumed, strict=True):
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_two_process_zero3_lora_exports_merged_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from irg_rl.models.checkpoint import load_checkpoint
+
+    data = make_dataset(tmp_path / "data", num_prompts=12)
+    out = tmp_path / "run"
+    _launch(
+        2,
+        data,
+        out,
+        "train.max_steps=2",
+        "train.save_every=2",
+        "train.resume_from=never",
+        "freeze.lora.enabled=true",
+        "freeze.lora.r=4",
+        config="cpu_zero3_2proc.yaml",
+    )
+    model_dir = out / "checkpoints" / "step-000002" / "model"
+    raw = load_file(str(model_dir / "model.safetensors"))
+    assert raw and not any(".lora_" in k for k in raw)  # merged into the original names
+    model = load_checkpoint(model_dir).model  # the loader reads the EMA file strictly
+    assert set(raw) == set(model.state_dict())

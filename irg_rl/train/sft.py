@@ -315,13 +315,13 @@ class SFTTrainer:
         acc.wait_for_everyone()
         inner = acc.unwrap_model(self.model)
         raw = acc.get_state_dict(self.model)  # gathered on every rank under ZeRO-3 (collective)
+        ema_full = None
         if self.ema is not None and self.zero == 3:
             with self.ema.swapped_into(inner.bagel):
                 ema_full = acc.get_state_dict(self.model)
-        else:
-            ema_full = None
+        merged = self._merged_lora_weights(inner.bagel)
         if acc.is_main_process:
-            self._export_model(tmp / "model", inner, raw, ema_full)
+            self._export_model(tmp / "model", inner, raw, ema_full, merged)
         acc.save_state(str(tmp / "state"))
         if self.ema is not None:
             torch.save(self.ema.state_dict(), tmp / "state" / f"ema_rank{acc.process_index}.pt")
@@ -342,7 +342,26 @@ class SFTTrainer:
         acc.wait_for_everyone()
         return final
 
-    def _export_model(self, path: Path, inner: PackedForward, raw: dict, ema_full: dict | None) -> None:
+    def _merged_lora_weights(self, bagel) -> tuple[dict, dict] | None:
+        """(raw, EMA) whole weights with LoRA deltas merged, or None without LoRA. A collective on every rank
+        (under ZeRO-3 the parameters are gathered chunk by chunk); only the main process keeps the tensors."""
+        if not any(".lora_" in name for name, _ in bagel.named_parameters()):
+            return None
+        keep = self.acc.is_main_process
+        raw = merged_state_dict(bagel, gather=True, keep=keep)
+        if self.ema is None:
+            return raw, raw
+        with self.ema.swapped_into(bagel):
+            return raw, merged_state_dict(bagel, gather=True, keep=keep)
+
+    def _export_model(
+        self,
+        path: Path,
+        inner: PackedForward,
+        raw: dict,
+        ema_full: dict | None,
+        merged: tuple[dict, dict] | None,
+    ) -> None:
         """Loader layout: ema.safetensors = EMA weights (what inference loads), model.safetensors = raw."""
         from safetensors.torch import save_file
 
@@ -352,18 +371,17 @@ class SFTTrainer:
             return {k[len("bagel.") :]: v for k, v in state.items() if k.startswith("bagel.")}
 
         bagel = inner.bagel
-        raw_sd = strip(raw)
-        if any(".lora_" in k for k in raw_sd):
-            raw_sd = merged_state_dict(bagel)
-        if self.ema is None:
-            ema_sd = raw_sd
-        elif ema_full is not None:
-            ema_sd = strip(ema_full)
+        if merged is not None:  # LoRA: both files hold the merged weights in the original names
+            raw_sd, ema_sd = merged
         else:
-            lora = any(".lora_" in k for k in strip(raw))
-            with self.ema.swapped_into(bagel):
-                live = merged_state_dict(bagel) if lora else strip(inner.state_dict())
-                ema_sd = {k: v.detach().cpu().clone() for k, v in live.items()}
+            raw_sd = strip(raw)
+            if self.ema is None:
+                ema_sd = raw_sd
+            elif ema_full is not None:
+                ema_sd = strip(ema_full)
+            else:
+                with self.ema.swapped_into(bagel):
+                    ema_sd = {k: v.detach().cpu().clone() for k, v in strip(inner.state_dict()).items()}
         cfg = self.components.config
         with torch.device("meta"):
             shell = BagelModel(cfg, self.encoder.special)
