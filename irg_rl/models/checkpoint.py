@@ -143,6 +143,22 @@ def load_checkpoint(
     return Checkpoint(model, model.config, tok, vae)
 
 
+def save_state_checkpoint(
+    state: dict[str, torch.Tensor],
+    cfg: BagelConfig,
+    special: SpecialTokenIds,
+    path: str | Path,
+    tokenizer: Any = None,
+    vae: Any = None,
+) -> Path:
+    """`save_checkpoint` for a whole state dict (e.g. gathered / LoRA-merged weights): the tensors are assigned to
+    a meta-device shell, so no second copy of the model is materialised; strict, so a missing tensor fails."""
+    with torch.device("meta"):
+        shell = BagelModel(cfg, special)
+    shell.load_state_dict({k: v.detach().cpu() for k, v in state.items()}, strict=True, assign=True)
+    return save_checkpoint(shell, path, tokenizer=tokenizer, vae=vae)
+
+
 def save_checkpoint(
     model: BagelModel,
     path: str | Path,

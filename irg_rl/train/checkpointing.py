@@ -63,6 +63,15 @@ def prepare_tmp(final: Path) -> Path:
     return tmp
 
 
+def open_step_dir(acc, output_dir: str | os.PathLike, step: int) -> tuple[Path, Path]:
+    """(all ranks) (final, tmp) folders of checkpoint `step`: rank 0 prepares tmp, then every rank waits for it."""
+    final = step_dir(output_dir, step)
+    if acc.is_main_process:
+        prepare_tmp(final)
+    acc.wait_for_everyone()
+    return final, tmp_dir_for(final)
+
+
 def finalize(tmp: Path, final: Path, step: int) -> Path:
     """(rank 0, after every rank wrote into `tmp`) mark complete, move into place, point `latest` at it."""
     with open(tmp / COMPLETE, "w") as fh:

@@ -30,7 +30,7 @@ from torch import nn
 from irg_rl.config import to_yaml
 from irg_rl.data.jsonl import read_jsonl_objects
 from irg_rl.models import BagelModel, PackedOutput
-from irg_rl.models.checkpoint import load_checkpoint, save_checkpoint
+from irg_rl.models.checkpoint import load_checkpoint, save_state_checkpoint
 from irg_rl.rollout import SampleRequest, WorkerSpec, make_rollout
 from irg_rl.rollout.weight_sync import changing_keys, export_weights
 from irg_rl.train import checkpointing as ckpt
@@ -283,18 +283,13 @@ class RLSetup:
     def save(self) -> Path:
         """Atomic checkpoint `step-N`: model/ (LoRA merged, loader layout), state/ (optimiser, RNG), trainer.json."""
         acc, step = self.acc, self.step
-        final = ckpt.step_dir(self.out, step)
-        tmp = ckpt.tmp_dir_for(final)
-        if acc.is_main_process:
-            ckpt.prepare_tmp(final)
-        acc.wait_for_everyone()
+        final, tmp = ckpt.open_step_dir(acc, self.out, step)
         # whole weights on rank 0 (under ZeRO-3 every rank takes part in the chunked gathers)
         state = merged_state_dict(self.bagel, gather=True, keep=acc.is_main_process)
         if acc.is_main_process:
-            with torch.device("meta"):
-                shell = BagelModel(self.config, self.bagel.special)
-            shell.load_state_dict(state, strict=True, assign=True)
-            save_checkpoint(shell, tmp / "model", tokenizer=self.tokenizer, vae=self.vae)
+            save_state_checkpoint(
+                state, self.config, self.bagel.special, tmp / "model", tokenizer=self.tokenizer, vae=self.vae
+            )
         acc.save_state(str(tmp / "state"))
         if acc.is_main_process:
             ckpt.write_json_atomic(tmp / "data_state.json", {"ranks": [{"rng_step": step}]})

@@ -21,7 +21,7 @@ from torch import nn
 
 from irg_rl.config import to_container, to_yaml
 from irg_rl.data.modes import MODES
-from irg_rl.models.checkpoint import save_checkpoint
+from irg_rl.models.checkpoint import save_state_checkpoint
 from irg_rl.models.packing import PackedSequence
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.conversation_packing import MicroBatch, PackingOptions, build_micro_batch
@@ -308,11 +308,7 @@ class SFTTrainer:
     def save(self) -> Path:
         """Write checkpoint `step-<step>` atomically (all ranks take part)."""
         acc, step = self.acc, self.step
-        final = ckpt.step_dir(self.out, step)
-        tmp = ckpt.tmp_dir_for(final)
-        if acc.is_main_process:
-            ckpt.prepare_tmp(final)
-        acc.wait_for_everyone()
+        final, tmp = ckpt.open_step_dir(acc, self.out, step)
         inner = acc.unwrap_model(self.model)
         raw = acc.get_state_dict(self.model)  # gathered on every rank under ZeRO-3 (collective)
         ema_full = None
@@ -365,8 +361,6 @@ class SFTTrainer:
         """Loader layout: ema.safetensors = EMA weights (what inference loads), model.safetensors = raw."""
         from safetensors.torch import save_file
 
-        from irg_rl.models.bagel import BagelModel
-
         def strip(state: dict) -> dict:
             return {k[len("bagel.") :]: v for k, v in state.items() if k.startswith("bagel.")}
 
@@ -382,11 +376,8 @@ class SFTTrainer:
             else:
                 with self.ema.swapped_into(bagel):
                     ema_sd = {k: v.detach().cpu().clone() for k, v in strip(inner.state_dict()).items()}
-        cfg = self.components.config
-        with torch.device("meta"):
-            shell = BagelModel(cfg, self.encoder.special)
-        shell.load_state_dict({k: v.detach().cpu() for k, v in ema_sd.items()}, strict=True, assign=True)
-        save_checkpoint(shell, path, tokenizer=self.components.tokenizer, vae=self.components.vae)
+        c = self.components
+        save_state_checkpoint(ema_sd, c.config, self.encoder.special, path, tokenizer=c.tokenizer, vae=c.vae)
         save_file({k: v.detach().cpu().contiguous() for k, v in raw_sd.items()}, str(path / RAW_MODEL_FILE))
 
     # -- loop -----------------------------------------------------------------------------------------------
