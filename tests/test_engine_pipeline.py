@@ -103,3 +103,19 @@ def test_bad_input_errors(parts, tmp_path):
     (tmp_path / "x.pt").write_bytes(b"nope")
     with pytest.raises(Exception, match="x.pt|TrajectoryBatch|pickle|load"):
         TrajectoryBatch.load(tmp_path / "x.pt")
+
+
+def test_group_initial_noise_shares_x1_within_a_prompt_only(parts):
+    """Without thinking the context is the same for a prompt's samples, so with a shared x_1 they stay equal up to
+    the SDE window (start 1) and differ after it; prompts still get their own noise. Off: x_1 differs per sample."""
+    kw = dict(think=False, rounds=1, samples_per_prompt=3, sde_window_start=1, temperature=1.0)
+    shared = IRGEngine(*parts, sampling(group_initial_noise=True, **kw)).generate(PROMPTS, mode="sde")
+    own = IRGEngine(*parts, sampling(**kw)).generate(PROMPTS, mode="sde")
+    x_t = [t.segment("image_1").x_t[0] for t in shared]
+    x_next = [t.segment("image_1").x_next[0] for t in shared]
+    assert torch.equal(x_t[0], x_t[1]) and torch.equal(x_t[0], x_t[2]) and torch.equal(x_t[3], x_t[5])
+    assert not torch.allclose(x_next[0], x_next[1]) and not torch.allclose(x_t[0], x_t[3])
+    own_x_t = [t.segment("image_1").x_t[0] for t in own]
+    assert not torch.allclose(own_x_t[0], own_x_t[1])
+    with pytest.raises(NotImplementedError, match="group_initial_noise"):
+        research_generate(IRGEngine(*parts, sampling(group_initial_noise=True, **kw)), PROMPTS, mode="sde")

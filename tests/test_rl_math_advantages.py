@@ -128,3 +128,18 @@ def test_credit_errors_name_the_problem():
     del rewards["format"]
     with pytest.raises(ValueError, match="format"):
         assign_credit(rewards, CreditConfig(mode="shared"))
+
+
+def test_train_rounds_masks_the_untrained_round():
+    cfg = CreditConfig(mode="per_round", image_2=1.0, improvement=0.5, no_regression=0.5, format=0.1)
+    both = assign_credit(_irg_rewards(), cfg)
+    cfg.train_rounds = [2]
+    only_2 = assign_credit(_irg_rewards(), cfg)
+    assert not only_2.valid_1.any() and torch.equal(only_2.round_1, torch.zeros_like(both.round_1))
+    assert torch.equal(only_2.round_2, both.round_2) and torch.equal(only_2.valid_2, both.valid_2)
+    shared = CreditConfig(mode="shared", train_rounds=[1])
+    out = assign_credit(_irg_rewards(), shared)
+    assert out.valid_1.all() and not out.valid_2.any() and float(out.round_2.abs().sum()) == 0.0
+    for bad in ([], [3], [2, 2]):
+        with pytest.raises(ConfigError, match="train_rounds"):
+            CreditConfig(train_rounds=bad).validate()

@@ -14,7 +14,16 @@ import torch.nn.functional as F
 
 from irg_rl.models import BagelModel, KVCache
 
-__all__ = ["Context", "text_piece", "sample_seed", "latent_grid", "vit_input", "decode_latents", "reencode"]
+__all__ = [
+    "Context",
+    "text_piece",
+    "sample_seed",
+    "group_noise_seed",
+    "latent_grid",
+    "vit_input",
+    "decode_latents",
+    "reencode",
+]
 
 
 @dataclass
@@ -69,6 +78,12 @@ def text_piece(tokenizer, special, text: str) -> list[int]:
 def sample_seed(base: int, prompt_index: int, sample_index: int) -> int:
     """Seed of trajectory `sample_index` of prompt `prompt_index` (independent of batch composition)."""
     return (int(base) + 1_000_003 * int(prompt_index) + int(sample_index)) % (2**63 - 1)
+
+
+def group_noise_seed(base: int, prompt_index: int) -> int:
+    """Seed of the starting image noise shared by the samples of prompt `prompt_index` (group_initial_noise)."""
+    # an offset no trajectory seed of a sane group size reaches (those are base + 1000003 p + k, k < G)
+    return sample_seed(int(base) + 500_001, prompt_index, 0)
 
 
 def latent_grid(model: BagelModel, resolution: int) -> tuple[int, int]:

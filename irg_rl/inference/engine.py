@@ -20,7 +20,16 @@ import torch
 from irg_rl.models import BagelModel
 from irg_rl.models.tokenizer import special_token_ids
 
-from .context import Context, decode_latents, latent_grid, reencode, sample_seed, text_piece, vit_input
+from .context import (
+    Context,
+    decode_latents,
+    group_noise_seed,
+    latent_grid,
+    reencode,
+    sample_seed,
+    text_piece,
+    vit_input,
+)
 from .engine_config import MODES, IRGSamplingConfig
 from .image_sampler import ImageSample, needed_branches, sample_image
 from .sde import sde_window_mask, timestep_grid
@@ -97,6 +106,12 @@ class IRGEngine:
         P, N = len(prompts), len(prompts) * G
         seeds = [sample_seed(base, p, k) for p in range(P) for k in range(G)]
         gens = self.generators(seeds)
+        # one generator per sample, seeded per prompt: the G samples of a prompt draw identical starting noise
+        start_gens = (
+            self.generators([group_noise_seed(base, p) for p in range(P) for _ in range(G)])
+            if c.group_initial_noise
+            else None
+        )
         grid = latent_grid(model, c.resolution)
         ts = timestep_grid(c.steps, c.timestep_shift)
         masks = self.sde_masks(mode)
@@ -147,7 +162,15 @@ class IRGEngine:
             }
             ti0 = time.perf_counter()
             images[k] = sample_image(
-                model, [b.cache for b in branches], turn, grid, ts, masks[k], c.noise_level, gens
+                model,
+                [b.cache for b in branches],
+                turn,
+                grid,
+                ts,
+                masks[k],
+                c.noise_level,
+                gens,
+                start_generators=start_gens,
             )
             decoded[k] = decode_latents(self.vae, model, images[k].latents, grid)
             stats[f"image_{k}_s"] = time.perf_counter() - ti0

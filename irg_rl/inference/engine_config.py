@@ -106,6 +106,10 @@ class IRGSamplingConfig:
     samples_per_prompt: int = 1
     # base seed: trajectory k of prompt p uses seed + 1000003 * p + k for its noise and tokens
     seed: int = 0
+    # the G samples of a prompt start each image from the same x_1 (their tokens and SDE steps still differ), so
+    # reward differences inside a group come from what the policy sampled, not from the starting noise
+    # (branching at the SDE window as in TempFlow-GRPO); off = each trajectory draws its own x_1
+    group_initial_noise: bool = False
 
     def turn(self, k: int) -> TurnConfig:
         return self.turn1 if k == 1 else self.turn2

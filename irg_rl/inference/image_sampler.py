@@ -92,16 +92,18 @@ def sample_image(
     sde_mask: torch.Tensor,
     noise_level: float,
     generators: Sequence[torch.Generator],
+    start_generators: Sequence[torch.Generator] | None = None,
 ) -> ImageSample:
     """Denoise one image per sample from t = 1 to 0.
 
     branches: [main] + [text_neg] (if text CFG is used) + [img_neg] (if image CFG is used), each with N samples.
-    timesteps: decreasing grid [S + 1]; sde_mask: bool [S], True = stochastic recorded step.
+    timesteps: decreasing grid [S + 1]; sde_mask: bool [S], True = stochastic recorded step. The starting noise
+    x_1 comes from `start_generators` when given (N of them), else from `generators` like the SDE noise.
     """
     main = branches[0]
     N, dev = main.batch_size, model.device
     n = grid_hw[0] * grid_hw[1]
-    x = initial_noise(n, model.config.patch_latent_dim, generators, dev)
+    x = initial_noise(n, model.config.patch_latent_dim, start_generators or generators, dev)
     any_guided = uses_text_branch(turn.cfg_text_scale) and any(
         cfg_active(float(t), turn.cfg_interval) for t in timesteps[:-1]
     )

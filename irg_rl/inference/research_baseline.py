@@ -79,6 +79,11 @@ def research_generate(
     """Same signature and output as `IRGEngine.generate`, computed the research code's way (slow)."""
     metadata = engine._check(prompts, metadata, mode)
     c, model = engine.cfg, engine.model
+    if c.group_initial_noise:
+        raise NotImplementedError(
+            "research_generate: sampling.group_initial_noise is not implemented in the reference pipeline; "
+            "compare against IRGEngine.generate with group_initial_noise: false"
+        )
     G = samples_per_prompt or c.samples_per_prompt
     base = c.seed if seed is None else seed
     grid = latent_grid(model, c.resolution)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from irg_rl.train.credit_diagnostics import within_group_corr
 from irg_rl.train.rl_config import CreditConfig
 
 __all__ = ["GroupAdvantages", "CreditAdvantages", "group_advantages", "combine_rewards", "assign_credit"]
@@ -198,7 +199,7 @@ def assign_credit(
         res = group_advantages(r, **kw)
         stats.update(num_groups=res.num_groups, zero_std_groups=res.num_zero_std)
         stats["zero_std_share"] = res.num_zero_std / max(res.num_groups, 1)
-        return CreditAdvantages(res.advantages, res.advantages, res.valid, res.valid, stats)
+        return _train_only(CreditAdvantages(res.advantages, res.advantages, res.valid, res.valid, stats), cfg)
     if "image_1" not in rewards:
         raise ValueError(f"per_round credit needs the 'image_1' reward; got components {sorted(rewards)}")
     r1 = rewards["image_1"].to(torch.float32)
@@ -208,12 +209,27 @@ def assign_credit(
             f"image_1 reward is NaN (not applicable) for {_positions(nan1, grouped=r1.ndim == 2)}; per_round "
             f"credit scores round 1 on image_1 alone, so it must apply to every trajectory (or use mode: shared)"
         )
+    r2 = combine_rewards(rewards, weights, cfg.missing)
     res1 = group_advantages(r1, **kw)
-    res2 = group_advantages(combine_rewards(rewards, weights, cfg.missing), **kw)
+    res2 = group_advantages(r2, **kw)
     stats.update(
         num_groups=res1.num_groups,
         zero_std_groups_round_1=res1.num_zero_std,
         zero_std_groups_round_2=res2.num_zero_std,
     )
+    if group_ids is None:
+        # how much the round-2 credit leans on image_1, an outcome round 2 did not choose (credit_diagnostics)
+        stats["round_2_vs_image_1_corr"] = within_group_corr(r2, r1)
     stats["zero_std_share"] = (res1.num_zero_std + res2.num_zero_std) / max(2 * res1.num_groups, 1)
-    return CreditAdvantages(res1.advantages, res2.advantages, res1.valid, res2.valid, stats)
+    return _train_only(CreditAdvantages(res1.advantages, res2.advantages, res1.valid, res2.valid, stats), cfg)
+
+
+def _train_only(credit: CreditAdvantages, cfg: CreditConfig) -> CreditAdvantages:
+    """Mask out the segments of rounds not in `cfg.train_rounds` (advantage 0, `valid` False)."""
+    if 1 not in cfg.train_rounds:
+        credit.round_1 = torch.zeros_like(credit.round_1)
+        credit.valid_1 = torch.zeros_like(credit.valid_1)
+    if 2 not in cfg.train_rounds:
+        credit.round_2 = torch.zeros_like(credit.round_2)
+        credit.valid_2 = torch.zeros_like(credit.valid_2)
+    return credit

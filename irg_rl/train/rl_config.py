@@ -46,6 +46,9 @@ class CreditConfig:
     shared_image_1: float = 0.0
     # NaN component: "skip" = contributes nothing; "renormalize" = weighted mean over the applicable components
     missing: str = "skip"
+    # rounds whose segments are trained: [1, 2] both; [2] only think_2 + image_2 (the reflection and the refined
+    # image; round 1 keeps its SFT behaviour); [1] only think_1 + image_1
+    train_rounds: list[int] = field(default_factory=lambda: [1, 2])
 
     def validate(self, section: str = "credit") -> None:
         _require(
@@ -60,6 +63,13 @@ class CreditConfig:
         for key in ("image_2", "improvement", "no_regression", "format", "shared_image_1"):
             _require(getattr(self, key) >= 0, section, key, f"weights must be >= 0, got {getattr(self, key)}")
         _require(self.image_2 > 0, section, "image_2", "the final image reward needs a positive weight")
+        rounds = list(self.train_rounds)
+        _require(
+            bool(rounds) and set(rounds) <= {1, 2} and len(set(rounds)) == len(rounds),
+            section,
+            "train_rounds",
+            f"must be a non-empty list of distinct rounds from [1, 2], got {rounds}",
+        )
 
 
 @dataclass
