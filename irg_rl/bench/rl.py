@@ -1,8 +1,14 @@
 """RL benchmark: `python scripts/bench.py rl [options]`.
 
-Runs a few GRPO steps of the tiny preset on CPU (a random checkpoint written to a temp dir: every weight random
-so every term is non-trivial; fixed-length thinks) and reports the time split between rollout, reward wait,
-update and weight sync, and trajectories/s. `--engine ray` measures the Ray rollout path instead of the local one.
+Runs a few GRPO steps (`GRPOTrainer`, the real driver) from a random checkpoint written to a temp dir (every
+weight random so every term is non-trivial; fixed-length thinks) and reports the time split between rollout,
+reward wait, update and weight sync, trajectories/s, and the first inner step's max |ratio - 1|.
+Default: the tiny preset on CPU with the `shapes` reward. `--engine ray` measures the Ray rollout path.
+
+GPU: `--preset bagel-7b-mot --layers N --resolution 512 --lora` builds BAGEL-7B-MoT dims (N of the 28 decoder
+layers, full vocabulary, SigLIP, random FLUX AE) in bf16 on the GPU, saves it, and trains from it with the
+rollout on the same GPU (`--engine local`, or `--engine ray --weight-sync cuda_ipc` for a colocated worker).
+The reward is `mean_brightness` (a random model fails every task reward, so no group would have a signal).
 """
 
 from __future__ import annotations
@@ -18,24 +24,37 @@ import torch
 __all__ = ["main"]
 
 
-def _checkpoint(root: Path) -> Path:
-    from irg_rl.inference.components import shapes_texts
+def _checkpoint(root: Path, preset: str, layers: int) -> Path:
+    from irg_rl.inference.components import random_vae, shapes_texts
     from irg_rl.models import BagelModel
     from irg_rl.models.checkpoint import save_checkpoint
-    from irg_rl.models.configs import tiny
+    from irg_rl.models.configs import bagel_7b_mot, tiny
     from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
-    from irg_rl.models.vae.grid_codec import GridCodec
     from irg_rl.tasks.shapes import ShapesWorldConfig
 
-    tok = train_tokenizer(shapes_texts(ShapesWorldConfig(), []), vocab_size=1024)
-    cfg = tiny(vocab_size=len(tok))
+    world = ShapesWorldConfig()
+    tok = train_tokenizer(shapes_texts(world, []), vocab_size=1024)
+    if preset == "tiny":
+        cfg, device, dtype = tiny(vocab_size=len(tok)), torch.device("cpu"), torch.float32
+    else:
+        cfg, device, dtype = bagel_7b_mot(), torch.device("cuda"), torch.bfloat16
+        cfg.llm.num_hidden_layers = layers
     torch.manual_seed(0)
-    model = BagelModel(cfg, special_token_ids(tok))
-    with torch.no_grad():
-        torch.nn.init.normal_(model.llm2vae.weight, std=0.02)
-    return save_checkpoint(
-        model, root / "ckpt", tokenizer=tok, vae=GridCodec(ShapesWorldConfig(), dim=cfg.vae_latent_channels)
-    )
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):  # a CPU init of billions of parameters takes minutes
+            model = BagelModel(cfg, special_token_ids(tok))
+            with torch.no_grad():  # a random velocity head, so images are not trivially constant
+                torch.nn.init.normal_(model.llm2vae.weight, std=0.02)
+    finally:
+        torch.set_default_dtype(old)
+    vae = random_vae(cfg, world, device, dtype)
+    path = save_checkpoint(model, root / "ckpt", tokenizer=tok, vae=vae)
+    del model, vae
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return path
 
 
 def main(argv: list[str]) -> None:
@@ -49,29 +68,54 @@ def main(argv: list[str]) -> None:
     ap.add_argument(
         "--lora", action="store_true", help="LoRA r=16 on the generation expert instead of full FT"
     )
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "bagel-7b-mot"])
+    ap.add_argument("--layers", type=int, default=4, help="bagel-7b-mot: decoder layers built (of 28)")
+    ap.add_argument("--resolution", type=int, default=None, help="image side (tiny 32, bagel default 512)")
+    ap.add_argument("--denoise-steps", type=int, default=None, help="denoising steps (tiny 20, bagel 24)")
+    ap.add_argument(
+        "--think-tokens", type=int, nargs=2, default=[48, 96], help="turn-1 and turn-2 think length"
+    )
+    ap.add_argument(
+        "--weight-sync", default="object_store", choices=["object_store", "collective", "cuda_ipc"]
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    gpu = args.preset != "tiny"
+    if gpu and not torch.cuda.is_available():
+        raise SystemExit("--preset bagel-7b-mot needs a GPU (random bf16 weights are built on it)")
     torch.set_num_threads(args.threads)
     from irg_rl.config import config_from_dict
     from irg_rl.train.grpo import GRPOTrainer
     from irg_rl.train.rl_recipe import GRPORecipe
 
     with tempfile.TemporaryDirectory() as tmp:
-        ck = _checkpoint(Path(tmp))
+        ck = _checkpoint(Path(tmp), args.preset, args.layers)
+        t1, t2 = args.think_tokens
+        sampling = {"system_prompt": "", "stop_strings": [],
+                    "turn1": {"temperature": 1.0, "max_think_tokens": t1},
+                    "turn2": {"temperature": 1.0, "max_think_tokens": t2}}  # fmt: skip
+        if gpu:
+            sampling.update(resolution=args.resolution or 512, steps=args.denoise_steps or 24)
+        elif args.resolution or args.denoise_steps:
+            sampling.update(
+                {k: v for k, v in (("resolution", args.resolution), ("steps", args.denoise_steps)) if v}
+            )
         d = {
             "model": {"source": str(ck)},
-            "sampling": {"system_prompt": "", "stop_strings": [],
-                         "turn1": {"temperature": 1.0, "max_think_tokens": 48},
-                         "turn2": {"temperature": 1.0, "max_think_tokens": 96}},
+            "sampling": sampling,
             "grpo": {"group_size": args.group, "inner_updates": 1, "sde_window_size": 2},
             "prompts": {"per_step": args.prompts, "num_train": 200},
             "rollout": {"engine": args.engine, "num_workers": args.workers, "threads": max(1, args.threads // args.workers),
-                        "cpus_per_worker": 1},
+                        "cpus_per_worker": 1, "weight_sync": args.weight_sync},
             "train": {"output_dir": str(Path(tmp) / "out"), "max_steps": args.steps + 1, "save_every": 0,
                       "save_trajectories_every": 0, "image_grid_every": 0, "resume_from": "never"},
             "eval": {"at_start": False, "num_prompts": 0},
             "log": {"wandb_mode": "disabled", "progress_bar": False},
         }  # fmt: skip
+        if gpu:
+            d["rewards"] = {"image": [{"name": "irg_rl.bench.brightness_reward:MeanBrightnessReward"}]}
+            if args.engine == "ray":
+                d["rollout"].update(gpus_per_worker=0.5 / args.workers, colocate=True)
         if args.lora:
             d["freeze"] = {
                 "lora": {
@@ -82,14 +126,28 @@ def main(argv: list[str]) -> None:
             }
         trainer = GRPOTrainer(config_from_dict(GRPORecipe, d))
         hist = trainer.run()[1:]  # drop the warm-up step
+        peak = torch.cuda.max_memory_allocated() / 2**30 if gpu else None
+        trainer_spec = trainer.setup.spec
     keys = ("time/rollout_s", "time/reward_wait_s", "time/reward_compute_s", "time/update_s", "time/sync_s",
             "time/step_s", "trajectories_per_s")  # fmt: skip
     mean = {k: sum(h[k] for h in hist) / len(hist) for k in keys}
+    for k in ("ratio_check/text_max_dev", "ratio_check/flow_max_dev"):
+        mean[k] = max(h.get(k, float("nan")) for h in hist)
+    where = (
+        f"{torch.cuda.get_device_name()} (peak {peak:.1f} GiB)"
+        if gpu
+        else f"CPU {platform.processor() or platform.machine()} ({args.threads} threads)"
+    )
+    model = (
+        "tiny preset"
+        if not gpu
+        else f"BAGEL-7B-MoT dims ({args.layers} of 28 layers) at {sampling['resolution']}^2"
+    )
     head = (
-        f"rl bench: tiny preset, GRPO {args.prompts}x{args.group} trajectories/step, engine={args.engine} "
-        f"workers={args.workers}, {'LoRA r16 gen expert' if args.lora else 'full FT'}, think<=48/96 tokens, "
-        f"20 steps, SDE window 2, CPU {platform.processor() or platform.machine()} ({args.threads} threads), "
-        f"mean of {len(hist)} steps"
+        f"rl bench: {model}, GRPO {args.prompts}x{args.group} trajectories/step, engine={args.engine} "
+        f"workers={args.workers} weight_sync={args.weight_sync}, rollout on {trainer_spec.device} "
+        f"{trainer_spec.dtype}, {'LoRA r16 gen expert' if args.lora else 'full FT'}, think<={t1}/{t2} tokens, "
+        f"{sampling.get('steps', 20)} steps, SDE window 2, {where}, mean of {len(hist)} steps"
     )
     print(head)
     print("| rollout s | reward wait s (compute s, overlapped) | update s | sync s | step s | traj/s |")
@@ -98,6 +156,10 @@ def main(argv: list[str]) -> None:
         f"| {mean['time/rollout_s']:.2f} | {mean['time/reward_wait_s']:.2f} ({mean['time/reward_compute_s']:.2f}) "
         f"| {mean['time/update_s']:.2f} | {mean['time/sync_s']:.3f} | {mean['time/step_s']:.2f} "
         f"| {mean['trajectories_per_s']:.2f} |"
+    )
+    print(
+        f"first inner step max |ratio - 1|: text {mean['ratio_check/text_max_dev']:.2e}, "
+        f"flow {mean['ratio_check/flow_max_dev']:.2e}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps({"config": head, **mean}, indent=2))

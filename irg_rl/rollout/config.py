@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from irg_rl.config import ConfigError
 
-__all__ = ["ENGINES", "WEIGHT_SYNCS", "COLLECTIVE_BACKENDS", "REWARD_PLACEMENTS", "RolloutConfig"]
+__all__ = [
+    "ENGINES",
+    "WEIGHT_SYNCS",
+    "COLLECTIVE_BACKENDS",
+    "REWARD_PLACEMENTS",
+    "WORKER_DEVICES",
+    "WORKER_DTYPES",
+    "RolloutConfig",
+    "worker_placement",
+]
 
 # rollout backends
 ENGINES = ("ray", "local")
-# weight broadcast paths ("nccl" = "collective" with collective_backend nccl)
-WEIGHT_SYNCS = ("object_store", "collective", "nccl")
+# weight broadcast paths ("nccl" = "collective" with collective_backend nccl; "cuda_ipc": workers on the
+# trainer's GPU map its weight buffers)
+WEIGHT_SYNCS = ("object_store", "collective", "nccl", "cuda_ipc")
 # backends of the collective weight broadcast ("auto": nccl when workers have GPUs, else gloo)
 COLLECTIVE_BACKENDS = ("auto", "gloo", "nccl")
 # where the composite reward runs
 REWARD_PLACEMENTS = ("local", "ray")
+# where a rollout worker's inference copy lives ("auto": see RolloutConfig.worker_device)
+WORKER_DEVICES = ("auto", "cpu", "cuda")
+# parameter dtype of the inference copy ("auto": bfloat16 on CUDA, float32 on CPU)
+WORKER_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -38,8 +54,14 @@ class RolloutConfig:
     colocate: bool = False
     # torch threads inside each rollout worker (and in the local engine)
     threads: int = 1
+    # device of the inference copy: auto (engine local: the trainer's device; engine ray: cuda iff
+    # gpus_per_worker > 0) | cpu | cuda
+    device: str = "auto"
+    # parameter dtype of the inference copy: auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16
+    dtype: str = "auto"
     # weight broadcast after each update: object_store (CPU tensors through ray.put) | collective (a
-    # torch.distributed broadcast from the trainer to the workers) | nccl (= collective with backend nccl)
+    # torch.distributed broadcast from the trainer to the workers) | nccl (= collective with backend nccl) |
+    # cuda_ipc (workers on the trainer's own GPU copy from its buffers; needs engine ray, colocate, CUDA)
     weight_sync: str = "object_store"
     # backend of weight_sync collective: auto (nccl if gpus_per_worker > 0, else gloo) | gloo (CPU tensors) |
     # nccl (CUDA tensors, one GPU per process; untested: no GPU in CI)
@@ -99,6 +121,20 @@ class RolloutConfig:
             "collective_timeout_s",
             f"must be > 0, got {self.collective_timeout_s}",
         )
+        need(self.device in WORKER_DEVICES, "device", f"must be one of {WORKER_DEVICES}, got {self.device!r}")
+        need(self.dtype in WORKER_DTYPES, "dtype", f"must be one of {WORKER_DTYPES}, got {self.dtype!r}")
+        need(
+            not (self.engine == "ray" and self.device == "cuda" and self.gpus_per_worker <= 0),
+            "device",
+            "cuda for Ray workers needs gpus_per_worker > 0 (Ray hides GPUs from actors that reserve none)",
+        )
+        if self.weight_sync == "cuda_ipc":
+            need(
+                self.colocate and self.gpus_per_worker > 0 and self.device in ("auto", "cuda"),
+                "weight_sync",
+                "cuda_ipc maps the trainer's GPU memory into the workers: set colocate: true, "
+                "gpus_per_worker > 0 (a fraction to share the trainer's GPU) and device auto or cuda",
+            )
         need(self.max_restarts >= 0, "max_restarts", f"must be >= 0, got {self.max_restarts}")
         need(self.chunk_prompts >= 0, "chunk_prompts", f"must be >= 0, got {self.chunk_prompts}")
         need(
@@ -111,3 +147,20 @@ class RolloutConfig:
             "weight_sync",
             f"{self.weight_sync} broadcasts to Ray workers; with engine: local use object_store",
         )
+
+
+def worker_placement(cfg: RolloutConfig, trainer_device: torch.device) -> tuple[str, str]:
+    """(device, dtype) of the inference copies: `rollout.device` / `rollout.dtype` with "auto" resolved.
+
+    Engine local samples next to the trainer, so "auto" follows `trainer_device`; Ray workers get a GPU only when
+    they reserve one (`gpus_per_worker > 0`)."""
+    if cfg.device != "auto":
+        device = cfg.device
+    elif cfg.engine == "local":
+        device = "cuda" if trainer_device.type == "cuda" else "cpu"
+    else:
+        device = "cuda" if cfg.gpus_per_worker > 0 else "cpu"
+    if device == "cuda" and cfg.engine == "local" and not torch.cuda.is_available():
+        raise ConfigError("rollout.device: cuda, but this process has no CUDA device (use cpu or auto)")
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+    return device, dtype

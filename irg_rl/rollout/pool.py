@@ -4,7 +4,7 @@ Every chunk of a `SampleRequest` is assigned to a worker slot and submitted at o
 order). `sample_iter` yields each chunk as it finishes, so rewards can score it while the others still sample.
 A worker whose call fails with `ray.exceptions.RayActorError` (process died, node lost, killed) is replaced by a
 fresh actor that first receives the latest weights (the last full broadcast, then the last partial one), and
-every chunk it had not returned is resubmitted to it. With `weight_sync: collective` the replacement's first
+every chunk it had not returned is resubmitted to it. With `weight_sync: collective` (and `cuda_ipc`) the replacement's first
 weights go through the object store and the weight group is re-formed before the next broadcast (see
 `irg_rl/rollout/weight_sync.py`); a worker that died between updates is found by a ping before each broadcast,
 since a dead member would stall the collective until its timeout. Results are keyed by chunk, accepted once,
@@ -13,6 +13,7 @@ and checked for completeness, so every trajectory is counted exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 
@@ -72,9 +73,15 @@ class RolloutPool:
         import ray
 
         init_ray(cfg)
-        self.spec, self.cfg = spec, cfg
+        self.cfg = cfg
         self.sync = make_weight_sync(cfg)
         opts: dict = {"num_cpus": cfg.cpus_per_worker, "num_gpus": cfg.gpus_per_worker, "max_restarts": 0}
+        if self.sync.kind == "cuda_ipc":  # workers must see the trainer's GPU, whichever one Ray assigns them
+            from irg_rl.rollout.cuda_ipc import NOSET_CUDA_ENV
+
+            spec = dataclasses.replace(spec, cuda_uuid=self.sync.uuid)
+            opts["runtime_env"] = {"env_vars": dict(NOSET_CUDA_ENV)}
+        self.spec = spec
         if cfg.colocate:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

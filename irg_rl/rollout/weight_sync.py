@@ -19,7 +19,9 @@ Paths (`rollout.weight_sync`):
   partial one) and the group is re-formed, with a new key prefix, before the next broadcast: a collective needs
   every member idle, while a replacement is needed in the middle of sampling.
   The trainer keeps the last full and partial state dicts in memory for such replacements (the object store
-  path keeps the same in the object store). CUDA-IPC for workers sharing the trainer's GPU is not implemented.
+  path keeps the same in the object store).
+- `cuda_ipc`: workers on the trainer's own GPU map its bucket buffers and copy from them
+  (`irg_rl/rollout/cuda_ipc.py`); the path for colocated workers, which NCCL cannot serve.
 """
 
 from __future__ import annotations
@@ -188,11 +190,15 @@ def resolve_backend(cfg: RolloutConfig) -> str:
 
 
 def make_weight_sync(cfg: RolloutConfig):
-    """The weight sync `cfg.weight_sync` asks for (object_store | collective | nccl)."""
+    """The weight sync `cfg.weight_sync` asks for (object_store | collective | nccl | cuda_ipc)."""
     if cfg.weight_sync == "object_store":
         return ObjectStoreWeightSync()
     if cfg.weight_sync in ("collective", "nccl"):
         return CollectiveWeightSync(
             resolve_backend(cfg), cfg.collective_bucket_mb, cfg.collective_timeout_s, cfg.collective_host
         )
+    if cfg.weight_sync == "cuda_ipc":
+        from irg_rl.rollout.cuda_ipc import CudaIpcWeightSync
+
+        return CudaIpcWeightSync(cfg.collective_bucket_mb)
     raise ValueError(f"rollout.weight_sync must be one of {WEIGHT_SYNCS}, got {cfg.weight_sync!r}")

@@ -22,7 +22,7 @@ from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.models import BagelConfig, BagelModel
 from irg_rl.models.tokenizer import special_token_ids
 
-__all__ = ["SEED_STRIDE", "WorkerSpec", "SampleRequest", "RolloutWorker", "chunk_seed"]
+__all__ = ["SEED_STRIDE", "WorkerSpec", "SampleRequest", "RolloutWorker", "chunk_seed", "worker_device"]
 
 # the engine's per-prompt seed stride (IRGSamplingConfig.seed documents seed + 1000003 * p + k)
 SEED_STRIDE = 1000003
@@ -51,6 +51,26 @@ class WorkerSpec:
     device: str = "cpu"
     # parameter dtype of the inference copy: float32 | bfloat16
     dtype: str = "float32"
+    # weight_sync cuda_ipc: UUID of the trainer's GPU, which the worker then uses whatever its index here
+    cuda_uuid: str = ""
+
+
+def worker_device(spec: WorkerSpec) -> torch.device:
+    """The device `spec` asks for; with `cuda_uuid`, the local index of that GPU."""
+    if spec.cuda_uuid:
+        from irg_rl.rollout.cuda_ipc import local_cuda_index
+
+        return torch.device("cuda", local_cuda_index(spec.cuda_uuid))
+    device = torch.device(spec.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"rollout worker (pid {os.getpid()}): device {spec.device!r} but no CUDA device is visible; "
+                "give Ray workers a GPU with rollout.gpus_per_worker or set rollout.device: cpu"
+            )
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 @dataclass
@@ -105,13 +125,21 @@ class RolloutWorker:
         torch.set_num_threads(spec.threads)
         self.spec = spec
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec.dtype]
-        self.dtype, self.device = dtype, torch.device(spec.device)
+        self.dtype, self.device = dtype, worker_device(spec)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         with torch.device("meta"):
             model = BagelModel(spec.model_config, special_token_ids(spec.tokenizer))
         self.model = model.eval()
-        self.engine = IRGEngine(self.model, spec.tokenizer, spec.vae, copy.deepcopy(spec.sampling))
+        vae = spec.vae
+        if (
+            self.device.type != "cpu" or dtype != torch.float32
+        ):  # a copy: in-process, spec.vae is the trainer's
+            vae = copy.deepcopy(vae).to(device=self.device, dtype=dtype)
+        self.engine = IRGEngine(self.model, spec.tokenizer, vae, copy.deepcopy(spec.sampling))
         self.version = -1
         self._group = None  # membership of the trainer's weight group (rollout.weight_sync: collective)
+        self._staged: dict[str, torch.Tensor] = {}  # tensors received over CUDA-IPC, not yet loaded
 
     def set_weights(self, version: int, state: dict[str, torch.Tensor], full: bool) -> int:
         """Load weights of policy `version`; `full=False` updates a subset of tensors in place."""
@@ -164,6 +192,22 @@ class RolloutWorker:
         if self._group is None:
             raise RuntimeError("RolloutWorker.receive_weights: the worker is not in a weight group")
         return self.set_weights(version, receive_state(self._group, buckets), full)
+
+    # ---- CUDA-IPC weight sync (irg_rl/rollout/cuda_ipc.py) ---------------------------------------------
+
+    def receive_ipc(self, handle: tuple, bucket) -> int:
+        """Copy one bucket out of the trainer's GPU buffer into the staged state; returns its tensor count."""
+        from irg_rl.rollout.cuda_ipc import copy_bucket
+
+        if self.device.type != "cuda":
+            raise RuntimeError("RolloutWorker.receive_ipc: weight sync cuda_ipc needs the worker on CUDA")
+        self._staged.update(copy_bucket(handle, bucket, self.device, self.dtype))
+        return len(bucket.slots)
+
+    def commit_ipc(self, version: int, full: bool) -> int:
+        """Load the staged tensors as policy `version`."""
+        staged, self._staged = self._staged, {}
+        return self.set_weights(version, staged, full)
 
     def get_weights(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the inference copy's state dict (for checks and tests)."""

@@ -32,6 +32,7 @@ from irg_rl.data.jsonl import read_jsonl_objects
 from irg_rl.models import BagelModel, PackedOutput
 from irg_rl.models.checkpoint import load_checkpoint, save_state_checkpoint
 from irg_rl.rollout import SampleRequest, WorkerSpec, make_rollout
+from irg_rl.rollout.config import worker_placement
 from irg_rl.rollout.weight_sync import changing_keys, export_weights
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.checkpointing import resolve_model_dir
@@ -196,8 +197,9 @@ class RLSetup:
             self.acc.load_state(str(self.resume_path / "state"))
             state = ckpt.read_trainer_state(self.resume_path)
             self.step, self.history = int(state["step"]), list(state["history"])
+        device, dtype = worker_placement(r.rollout, self.acc.device)
         self.spec = WorkerSpec(
-            self.config, self.tokenizer, self.vae, copy.deepcopy(r.sampling), r.rollout.threads
+            self.config, self.tokenizer, self.vae, copy.deepcopy(r.sampling), r.rollout.threads, device, dtype
         )
         self.rollout = make_rollout(self.spec, r.rollout)
         self.policy_version = -1
