@@ -128,13 +128,15 @@ class RLLoop:
     def run_loop(self) -> list[dict]:
         s, r, t = self.setup, self.recipe, self.recipe.train
         acc = s.acc
-        if acc.is_main_process:
+        mode = wandb_mode(r.log.wandb_mode)
+        if acc.is_main_process and mode != "disabled":  # as in SFT: no wandb import when logging is off
             import wandb
 
             self.wandb_run = wandb.init(
                 project=r.log.project, name=r.log.run_name or s.out.name, dir=str(s.out),
-                config=to_container(r), mode=wandb_mode(r.log.wandb_mode), resume="allow",
+                config=to_container(r), mode=mode, resume="allow",
             )  # fmt: skip
+        if acc.is_main_process:
             (s.out / "recipe.yaml").write_text(to_yaml(r))
         acc.print(
             f"{self.name}: {s.trainable:,} / {s.total:,} parameters trainable; weights from {s.origin}; "
