@@ -93,3 +93,25 @@ def test_full_finetune_shared_credit_and_resume(ckpt, tmp_path):
     h2 = t2.run()
     assert [h["step"] for h in h2] == [1, 2]
     assert h2[-1]["ratio_check/ok"] == 1.0  # the resumed weights reached the rollout copy
+
+
+def test_bf16_sampler_gap_and_trainer_old_logprobs(ckpt, tmp_path):
+    """A bfloat16 rollout worker against the fp32 trainer (what GPU runs do) breaks ratio == 1 with the recorded
+    log-probs; `grpo.old_logprobs: trainer` takes the trainer's first-pass log-probs instead (ratio exactly 1),
+    still logs the gap, and does not trip `train.strict_ratio_check`."""
+    common = {"rollout.dtype": "bfloat16", "eval.num_prompts": 0, "train.save_every": 0}
+    rollout = GRPOTrainer(grpo_recipe(ckpt, tmp_path / "rollout", **common)).run()[-1]
+    assert rollout["ratio_check/ok"] == 0.0 and rollout["first/text/ratio_max_dev"] > 1e-3
+    trainer = GRPOTrainer(
+        grpo_recipe(
+            ckpt,
+            tmp_path / "trainer",
+            **common,
+            **{"grpo.old_logprobs": "trainer", "train.strict_ratio_check": True},
+        )
+    ).run()[-1]
+    assert trainer["ratio_check/ok"] == 0.0 and trainer["ratio_check/text_max_dev"] > 1e-3  # the gap, logged
+    assert trainer["first/text/ratio_max_dev"] == 0.0 and trainer["first/flow/ratio_max_dev"] == 0.0
+    assert (
+        trainer["last/text/ratio_max_dev"] > 0.0
+    )  # later inner updates move away from the first-pass policy

@@ -11,7 +11,8 @@ worker allocates its receive buffers before the matching broadcast starts.
 
 Backends: `gloo` broadcasts CPU tensors (tested, CPU only; it picks its network interface from the hostname, set
 GLOO_SOCKET_IFNAME on multi-homed nodes); `nccl` broadcasts CUDA tensors and needs one GPU per process, so workers
-sharing the trainer's GPU cannot use it. The nccl path has NOT been run: this project's test machines have no GPU.
+sharing the trainer's GPU cannot use it (they use `cuda_ipc`, irg_rl/rollout/cuda_ipc.py). The nccl path has NOT
+been run: the GPU machines this project is lent have one GPU.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class RolloutConfig:
     # cuda_ipc (workers on the trainer's own GPU copy from its buffers; needs engine ray, colocate, CUDA)
     weight_sync: str = "object_store"
     # backend of weight_sync collective: auto (nccl if gpus_per_worker > 0, else gloo) | gloo (CPU tensors) |
-    # nccl (CUDA tensors, one GPU per process; untested: no GPU in CI)
+    # nccl (CUDA tensors, one GPU per process; not run yet: one-GPU machines only)
     collective_backend: str = "auto"
     # largest flat bucket of one collective broadcast, MiB (a larger tensor is sent alone)
     collective_bucket_mb: float = 256.0

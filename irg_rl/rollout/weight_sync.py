@@ -11,8 +11,8 @@ Paths (`rollout.weight_sync`):
   object (Ray resolves the reference in the worker, zero-copy for workers on the same node).
 - `collective`: a torch.distributed broadcast from the trainer (rank 0) to the workers (ranks 1..N) over a
   dedicated group (`irg_rl/rollout/collective.py`), in flat per-dtype buckets. Backend `gloo` sends CPU tensors
-  (tested on CPU); backend `nccl` sends CUDA tensors GPU to GPU (one GPU per process; NOT tested: this project's
-  machines have no GPU). `nccl` as a weight_sync value is an alias for `collective` with backend nccl.
+  (tested on CPU); backend `nccl` sends CUDA tensors GPU to GPU (one GPU per process; NOT run: the GPU machines
+  this project is lent have one GPU). `nccl` as a weight_sync value is an alias for `collective` with backend nccl.
   Order per update: the workers' `receive_weights` calls are started first, then the trainer broadcasts, then
   the pool waits on the calls, so no side waits on a collective the other has not reached.
   A replaced worker gets its first weights through the object store (the last full state, then the last
@@ -21,7 +21,7 @@ Paths (`rollout.weight_sync`):
   The trainer keeps the last full and partial state dicts in memory for such replacements (the object store
   path keeps the same in the object store).
 - `cuda_ipc`: workers on the trainer's own GPU map its bucket buffers and copy from them
-  (`irg_rl/rollout/cuda_ipc.py`); the path for colocated workers, which NCCL cannot serve.
+  (`irg_rl/rollout/cuda_ipc.py`); the path for colocated workers, which NCCL cannot serve (tested on one H200).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@
 both images, log-probs recorded), scores them, turns rewards into per-round (or shared) group advantages, and runs
 `grpo.inner_updates` optimiser steps of the clipped objective over think tokens and SDE steps. Before the first
 inner step's update, the re-scored log-probs must equal the recorded ones (ratio == 1): checked and logged every
-step (`ratio_check/*`), and fatal with `train.strict_ratio_check`. The maths lives in `advantages`,
+step (`ratio_check/*`), and fatal with `train.strict_ratio_check`. With `grpo.old_logprobs: trainer` the old
+log-probs are the trainer's own first-pass ones (ratio 1 by construction) and `ratio_check/*` only measures the
+sampler/trainer gap (bf16 rollout workers against an fp32-master trainer). The maths lives in `advantages`,
 `policy_loss` and `rl_batch`; the loop in `rl_loop`.
 """
 
@@ -74,6 +76,7 @@ class GRPOTrainer(RLLoop):
         if g.kl_coef > 0:
             with s.reference() as ref_model:
                 refs = [rescore(ref_model, batch.subset(idx)) for idx, _ in sched]
+        olds: list[tuple] = [()] * len(sched)  # old_logprobs "trainer": first-pass log-probs per micro-batch
         for u in range(g.inner_updates):
             s.opt.zero_grad(set_to_none=True)
             agg: dict[str, float] = {}
@@ -92,6 +95,12 @@ class GRPOTrainer(RLLoop):
                         "grpo: nothing to train (no think tokens and no SDE steps); set grpo.sde_window_size > 0 "
                         "or sampling.think: true, and a positive text/flow loss weight"
                     )
+                if g.old_logprobs == "trainer":
+                    if u == 0:
+                        olds[j] = tuple(None if t is None else t.logp.detach() for t in (text, flow))
+                    for t, old in zip((text, flow), olds[j], strict=True):
+                        if t is not None:
+                            t.old_logp = old
                 loss, ls = grpo_loss(text, flow, g)
                 s.backward(loss * (weight * len(idx) / n), boundary=j == len(sched) - 1)
                 for k, v in ls.items():
@@ -113,13 +122,15 @@ class GRPOTrainer(RLLoop):
         return stats
 
     def _check_ratio(self, dev: dict[str, float], stats: dict) -> None:
+        """Log the sampler-vs-trainer deviation; a failure warns (or raises) only when the recorded log-probs
+        are the PPO old log-probs (`grpo.old_logprobs: rollout`)."""
         tol = self.recipe.grpo.ratio_check_tol
         stats["ratio_check/text_max_dev"] = dev["text"]
         stats["ratio_check/flow_max_dev"] = dev["flow"]
         ok = dev["text"] < tol and dev["flow"] < tol
         stats["ratio_check/ok"] = float(ok)
         self.last_ratio = dict(dev)
-        if not ok:
+        if not ok and self.recipe.grpo.old_logprobs == "rollout":
             msg = (
                 f"GRPO ratio check failed at step {self.setup.step}: max |ratio - 1| text {dev['text']:.2e}, flow "
                 f"{dev['flow']:.2e} > grpo.ratio_check_tol={tol} at the first inner step: the rollout workers and "

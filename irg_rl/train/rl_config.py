@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 
 from irg_rl.config import ConfigError
 
-__all__ = ["AGGREGATIONS", "KL_KINDS", "CREDIT_MODES", "CreditConfig", "GRPOConfig", "DPOConfig"]
+__all__ = ["AGGREGATIONS", "KL_KINDS", "OLD_LOGPROBS", "CREDIT_MODES", "CreditConfig", "GRPOConfig", "DPOConfig"]
 
 # how per-token / per-step losses become one number (see policy_loss.aggregate)
 AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")
 # estimator of KL(policy || reference) on text tokens (flow steps always use the closed form)
 KL_KINDS = ("k3", "k1", "k2")
+# where GRPO's old (behaviour) log-probs come from (GRPOConfig.old_logprobs)
+OLD_LOGPROBS = ("rollout", "trainer")
 # how one trajectory's rewards become advantages for its segments
 CREDIT_MODES = ("shared", "per_round")
 # what a NaN (not applicable) reward component does inside a weighted sum
@@ -108,6 +110,10 @@ class GRPOConfig:
     inner_updates: int = 1
     # max |ratio - 1| tolerated at the first inner step before it is reported as a sampler/trainer mismatch
     ratio_check_tol: float = 1e-3
+    # the PPO "old" log-probs: "rollout" = recorded by the sampler (exact when sampler and trainer compute alike,
+    # e.g. fp32 on CPU); "trainer" = the trainer's own first-inner-step log-probs, detached (verl's recompute),
+    # for bf16 rollout workers against an fp32-master trainer (measured on an H200: text |ratio - 1| up to 1.6e-2)
+    old_logprobs: str = "rollout"
     # SDE noise level a in std_t = a * sqrt(t / (1 - t)) (Flow-GRPO 0.7)
     noise_level: float = 0.7
     # consecutive stochastic (trained) denoising steps per image; >= num steps: all; 0: none (text-only GRPO)
@@ -144,6 +150,12 @@ class GRPOConfig:
         _require(self.inner_updates >= 1, section, "inner_updates", f"must be >= 1, got {self.inner_updates}")
         _require(
             self.ratio_check_tol > 0, section, "ratio_check_tol", f"must be > 0, got {self.ratio_check_tol}"
+        )
+        _require(
+            self.old_logprobs in OLD_LOGPROBS,
+            section,
+            "old_logprobs",
+            f"must be one of {OLD_LOGPROBS}, got {self.old_logprobs!r}",
         )
         _require(
             self.noise_level > 0,
