@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 
 from irg_rl.config import ConfigError
 
-__all__ = ["AGGREGATIONS", "KL_KINDS", "OLD_LOGPROBS", "CREDIT_MODES", "CreditConfig", "GRPOConfig", "DPOConfig"]
+__all__ = [
+    "AGGREGATIONS",
+    "KL_KINDS",
+    "OLD_LOGPROBS",
+    "CREDIT_MODES",
+    "CreditConfig",
+    "GRPOConfig",
+    "DPOConfig",
+]
 
 # how per-token / per-step losses become one number (see policy_loss.aggregate)
 AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")

@@ -61,7 +61,8 @@ class GridCodec(LatentCodec):
     def latents_to_classes(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, dim, grid, grid] -> nearest-code class ids [B, grid*grid]."""
         flat = latents.float().permute(0, 2, 3, 1).reshape(latents.shape[0], -1, self.latent_channels)
-        codes = self.codes.float()  # nearest code in float32 whatever the codec's dtype (bf16 rollout workers)
+        # nearest code in float32 whatever the codec's dtype (bf16 rollout workers)
+        codes = self.codes.float()
         return torch.cdist(flat, codes[None].expand(flat.shape[0], -1, -1)).argmin(-1)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
