@@ -25,8 +25,8 @@ __all__ = ["main"]
 
 
 def _checkpoint(root: Path, preset: str, layers: int) -> Path:
+    from irg_rl.bench.random_model import random_model
     from irg_rl.inference.components import random_vae, shapes_texts
-    from irg_rl.models import BagelModel
     from irg_rl.models.checkpoint import save_checkpoint
     from irg_rl.models.configs import bagel_7b_mot, tiny
     from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
@@ -39,16 +39,7 @@ def _checkpoint(root: Path, preset: str, layers: int) -> Path:
     else:
         cfg, device, dtype = bagel_7b_mot(), torch.device("cuda"), torch.bfloat16
         cfg.llm.num_hidden_layers = layers
-    torch.manual_seed(0)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):  # a CPU init of billions of parameters takes minutes
-            model = BagelModel(cfg, special_token_ids(tok))
-            with torch.no_grad():  # a random velocity head, so images are not trivially constant
-                torch.nn.init.normal_(model.llm2vae.weight, std=0.02)
-    finally:
-        torch.set_default_dtype(old)
+    model = random_model(cfg, special_token_ids(tok), device, dtype)
     vae = random_vae(cfg, world, device, dtype)
     path = save_checkpoint(model, root / "ckpt", tokenizer=tok, vae=vae)
     del model, vae

@@ -16,11 +16,11 @@ import resource
 
 import torch
 
+from irg_rl.bench.random_model import random_model
 from irg_rl.inference.components import random_vae, shapes_texts
 from irg_rl.inference.engine import IRGEngine
 from irg_rl.inference.engine_config import IRGSamplingConfig, tiny_sampling
 from irg_rl.inference.research_baseline import research_generate
-from irg_rl.models import BagelModel
 from irg_rl.models.configs import PRESETS
 from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
 from irg_rl.tasks.shapes import ShapesWorldConfig, generate_prompts
@@ -37,16 +37,7 @@ def _build(args, device: torch.device):
     if args.layers:
         cfg.llm.num_hidden_layers = args.layers
     dtype = torch.bfloat16 if args.preset != "tiny" else torch.float32
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        torch.manual_seed(0)
-        with torch.device(device):
-            model = BagelModel(cfg, special_token_ids(tok))
-            with torch.no_grad():  # a random velocity head, so images are not trivially constant
-                torch.nn.init.normal_(model.llm2vae.weight, std=0.02)
-    finally:
-        torch.set_default_dtype(old)
+    model = random_model(cfg, special_token_ids(tok), device, dtype)
     vae = random_vae(cfg, world, device, dtype)
     sampling.resolution = args.resolution or sampling.resolution
     sampling.steps = args.steps or sampling.steps
