@@ -119,3 +119,30 @@ def test_group_initial_noise_shares_x1_within_a_prompt_only(parts):
     assert not torch.allclose(own_x_t[0], own_x_t[1])
     with pytest.raises(NotImplementedError, match="group_initial_noise"):
         research_generate(IRGEngine(*parts, sampling(group_initial_noise=True, **kw)), PROMPTS, mode="sde")
+
+
+def test_round2_branches_share_the_first_round_and_rescore_to_ratio_one(parts):
+    """round2_branches=2, G=4: samples (0, 1) and (2, 3) of a prompt share think_1 + image_1 exactly and each
+    continue with their own think_2 + image_2; teacher-forced re-scoring reproduces every recorded log-prob."""
+    from irg_rl.inference import rescore
+
+    kw = dict(samples_per_prompt=4, sde_window_start=1, temperature=1.0, round2_branches=2)
+    b = IRGEngine(*parts, sampling(**kw)).generate(PROMPTS, mode="sde")
+    assert len(b) == 4 * len(PROMPTS) and [t.sample_index for t in b][:4] == [0, 1, 2, 3]
+    t = list(b)
+    for a, c in ((0, 1), (2, 3), (4, 5)):
+        assert torch.equal(t[a].segment("think_1").token_ids, t[c].segment("think_1").token_ids)
+        assert torch.equal(t[a].segment("image_1").x_next, t[c].segment("image_1").x_next)
+        assert torch.equal(t[a].segment("image_1").cond_tokens, t[c].segment("image_1").cond_tokens)
+        assert not torch.equal(t[a].segment("image_2").x_next, t[c].segment("image_2").x_next)
+    assert not torch.equal(t[0].segment("image_1").x_next, t[2].segment("image_1").x_next)
+    out = rescore(parts[0], b)
+    for name in ("think_1", "think_2"):
+        _, recorded, mask = b.text_tensors(name)
+        assert (torch.exp(out.text_logprobs[name] - recorded)[mask] - 1).abs().max() < 1e-5
+    for name in ("image_1", "image_2"):
+        assert (torch.exp(out.sde_logprobs[name] - b.sde_logprobs(name)) - 1).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="round2_branches"):
+        IRGEngine(*parts, sampling(**kw)).generate(PROMPTS, samples_per_prompt=3, mode="sde")
+    with pytest.raises(NotImplementedError, match="round2_branches"):
+        research_generate(IRGEngine(*parts, sampling(**kw)), PROMPTS, mode="sde")

@@ -115,3 +115,21 @@ def test_bf16_sampler_gap_and_trainer_old_logprobs(ckpt, tmp_path):
     assert (
         trainer["last/text/ratio_max_dev"] > 0.0
     )  # later inner updates move away from the first-pass policy
+
+
+def test_round2_branches_with_image_1_baseline_trains(ckpt, tmp_path):
+    over = {
+        "sampling.round2_branches": 2,
+        "grpo.credit.round_2_baseline": "image_1",
+        "eval.num_prompts": 0,
+        "train.save_every": 0,
+    }
+    stats = GRPOTrainer(grpo_recipe(ckpt, tmp_path / "ok", **over)).run()[-1]
+    assert stats["ratio_check/ok"] == 1.0
+    assert stats["adv/round_2_baseline_groups"] == 2 * 2  # 2 prompts x 2 first rounds
+    from irg_rl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="multiple of sampling.round2_branches"):
+        GRPOTrainer(grpo_recipe(ckpt, tmp_path / "bad", **{**over, "sampling.round2_branches": 3}))
+    with pytest.raises(ConfigError, match="round2_branches >= 2"):
+        GRPOTrainer(grpo_recipe(ckpt, tmp_path / "bad2", **{**over, "sampling.round2_branches": 1}))

@@ -143,3 +143,30 @@ def test_train_rounds_masks_the_untrained_round():
     for bad in ([], [3], [2, 2]):
         with pytest.raises(ConfigError, match="train_rounds"):
             CreditConfig(train_rounds=bad).validate()
+
+
+def test_round_2_baseline_image_1_by_hand():
+    """G = 4 = 2 first rounds x 2 continuations. image_2 [1, .5, .5, 0] and [1, 1, 0, 1]: against the group the
+    first group's advantages are [1.414, 0, 0, -1.414]; against the same image_1 each pair is [1, -1]. In the
+    second group the first pair ties (dropped: no signal about what round 2 added), the second is [-1, 1]."""
+    rewards = {
+        "image_1": torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]),
+        "image_2": torch.tensor([[1.0, 0.5, 0.5, 0.0], [1.0, 1.0, 0.0, 1.0]]),
+    }
+    only_image_2 = dict(improvement=0.0, no_regression=0.0, format=0.0)
+    group = assign_credit(rewards, CreditConfig(**only_image_2), eps=0.0)
+    assert torch.allclose(group.round_2[0], torch.tensor([math.sqrt(2), 0.0, 0.0, -math.sqrt(2)]), atol=1e-6)
+    own = assign_credit(
+        rewards, CreditConfig(round_2_baseline="image_1", **only_image_2), eps=0.0, branches=2
+    )
+    assert torch.allclose(own.round_2, torch.tensor([[1.0, -1.0, 1.0, -1.0], [0.0, 0.0, -1.0, 1.0]]))
+    assert own.valid_2.tolist() == [[True] * 4, [False, False, True, True]]
+    assert torch.equal(own.round_1, group.round_1)  # round 1 still against the whole group
+    assert own.stats["round_2_baseline_groups"] == 4 and own.stats["zero_std_groups_round_2"] == 1
+    assert abs(own.stats["round_2_adv_vs_image_1_corr"]) < 1e-9  # the credit no longer leans on image_1
+    with pytest.raises(ValueError, match="branches"):
+        assign_credit(rewards, CreditConfig(round_2_baseline="image_1", **only_image_2), branches=1)
+    with pytest.raises(ConfigError, match="round_2_baseline"):
+        CreditConfig(mode="shared", round_2_baseline="image_1").validate()
+    with pytest.raises(ConfigError, match="round_2_baseline"):
+        CreditConfig(round_2_baseline="first").validate()

@@ -19,6 +19,7 @@ __all__ = [
     "text_piece",
     "sample_seed",
     "group_noise_seed",
+    "branch_seed",
     "latent_grid",
     "vit_input",
     "decode_latents",
@@ -84,6 +85,11 @@ def group_noise_seed(base: int, prompt_index: int) -> int:
     """Seed of the starting image noise shared by the samples of prompt `prompt_index` (group_initial_noise)."""
     # an offset no trajectory seed of a sane group size reaches (those are base + 1000003 p + k, k < G)
     return sample_seed(int(base) + 500_001, prompt_index, 0)
+
+
+def branch_seed(seed: int) -> int:
+    """Seed of a round-2 branch's own stream (sampling.round2_branches > 1), derived from a trajectory seed."""
+    return (int(seed) * 6_364_136_223 + 1_442_695_041) % (2**63 - 1)
 
 
 def latent_grid(model: BagelModel, resolution: int) -> tuple[int, int]:

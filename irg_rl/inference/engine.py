@@ -22,6 +22,7 @@ from irg_rl.models.tokenizer import special_token_ids
 
 from .context import (
     Context,
+    branch_seed,
     decode_latents,
     group_noise_seed,
     latent_grid,
@@ -102,13 +103,19 @@ class IRGEngine:
         metadata = self._check(prompts, metadata, mode)
         c, model = self.cfg, self.model
         G = samples_per_prompt or c.samples_per_prompt
+        B2 = c.round2_branches if c.rounds == 2 else 1
+        if G % B2:
+            raise ValueError(
+                f"generate: {G} samples per prompt is not a multiple of sampling.round2_branches={B2}"
+            )
+        G1 = G // B2  # first rounds per prompt
         base = c.seed if seed is None else seed
-        P, N = len(prompts), len(prompts) * G
+        P, N, N1 = len(prompts), len(prompts) * G, len(prompts) * G1
         seeds = [sample_seed(base, p, k) for p in range(P) for k in range(G)]
-        gens = self.generators(seeds)
+        gens = self.generators(seeds[::B2])  # round 1: the first trajectory of each branch set
         # one generator per sample, seeded per prompt: the G samples of a prompt draw identical starting noise
         start_gens = (
-            self.generators([group_noise_seed(base, p) for p in range(P) for _ in range(G)])
+            self.generators([group_noise_seed(base, p) for p in range(P) for _ in range(G1)])
             if c.group_initial_noise
             else None
         )
@@ -128,7 +135,7 @@ class IRGEngine:
             sys_ctx.add_text(model, "system", [sys_ids])
         ctx = sys_ctx.select([0] * P)
         ctx.add_text(model, "prompt", prompt_ids)
-        ctx = ctx.select(torch.arange(P).repeat_interleave(G))
+        ctx = ctx.select(torch.arange(P).repeat_interleave(G1))
 
         thinks: dict[int, list[TextSample]] = {}
         images: dict[int, ImageSample] = {}
@@ -138,13 +145,23 @@ class IRGEngine:
         for k in range(1, c.rounds + 1):
             turn = c.turn(k)
             use_text, use_img = needed_branches(turn)
+            image_1 = decoded.get(1)
+            if k == 2 and B2 > 1:  # each first round continued B2 times, with fresh per-trajectory streams
+                expand = torch.arange(N1).repeat_interleave(B2)
+                ctx, image_1 = ctx.select(expand), image_1[expand]
+                gens = self.generators([branch_seed(s) for s in seeds])
+                if start_gens is not None:
+                    start_gens = self.generators(
+                        [branch_seed(group_noise_seed(base, i // G)) for i in range(N)]
+                    )
             if k == 2:
                 if use_img:
                     img_neg = ctx.fork()  # everything except image_1: gets think_2 appended below
-                cond_tokens = reencode(self.vae, model, decoded[1])
+                cond_tokens = reencode(self.vae, model, image_1)
                 ctx.add_vae(model, "image_1_vae", cond_tokens, grid)
-                ctx.add_vit(model, "image_1_vit", [vit_input(im, model) for im in decoded[1]])
-            text_neg = (sys_ctx.select([0] * N) if k == 1 else ctx.view()) if use_text else None
+                ctx.add_vit(model, "image_1_vit", [vit_input(im, model) for im in image_1])
+            rows = N1 if k == 1 else N
+            text_neg = (sys_ctx.select([0] * rows) if k == 1 else ctx.view()) if use_text else None
             if c.think:
                 ts0 = time.perf_counter()
                 thinks[k] = sample_text(
@@ -174,7 +191,7 @@ class IRGEngine:
             )
             decoded[k] = decode_latents(self.vae, model, images[k].latents, grid)
             stats[f"image_{k}_s"] = time.perf_counter() - ti0
-            stats["denoise_steps"] += N * c.steps
+            stats["denoise_steps"] += rows * c.steps
         stats["total_s"] = time.perf_counter() - t0
 
         trajs = []
@@ -182,10 +199,11 @@ class IRGEngine:
             p, g = divmod(i, G)
             segs = []
             for k in range(1, c.rounds + 1):
+                row = i // B2 if k == 1 else i  # round-1 segments are shared by a branch set
                 if c.think:
-                    segs.append(self._text_segment(f"think_{k}", thinks[k][i]))
+                    segs.append(self._text_segment(f"think_{k}", thinks[k][row]))
                 cond = cond_tokens[i].float().cpu() if (k == 1 and c.rounds == 2) else None
-                segs.append(_image_segment(f"image_{k}", images[k], decoded[k], i, grid, cond))
+                segs.append(_image_segment(f"image_{k}", images[k], decoded[k], row, grid, cond))
             trajs.append(
                 Trajectory(prompts[p], dict(metadata[p]), p, g, seeds[i], sys_ids, prompt_ids[p], segs)
             )

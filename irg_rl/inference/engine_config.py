@@ -110,6 +110,11 @@ class IRGSamplingConfig:
     # reward differences inside a group come from what the policy sampled, not from the starting noise
     # (branching at the SDE window as in TempFlow-GRPO); off = each trajectory draws its own x_1
     group_initial_noise: bool = False
+    # IRG only: each round-1 sample (think_1 + image_1) is continued by this many round-2 samples (think_2 +
+    # image_2); the G samples of a prompt are G / round2_branches first rounds x round2_branches continuations,
+    # sample index = first-round index * round2_branches + branch. 1 = every trajectory its own first round.
+    # Gives GRPO a round-2 baseline conditioned on image_1 (grpo.credit.round_2_baseline: image_1)
+    round2_branches: int = 1
 
     def turn(self, k: int) -> TurnConfig:
         return self.turn1 if k == 1 else self.turn2
@@ -138,6 +143,8 @@ class IRGSamplingConfig:
             raise ConfigError(f"{section}.sde_turns may only hold 1 and 2, got {self.sde_turns}")
         if self.samples_per_prompt < 1:
             raise ConfigError(f"{section}.samples_per_prompt must be >= 1, got {self.samples_per_prompt}")
+        if self.round2_branches < 1:
+            raise ConfigError(f"{section}.round2_branches must be >= 1, got {self.round2_branches}")
         self.turn1.validate(f"{section}.turn1")
         self.turn2.validate(f"{section}.turn2")
 

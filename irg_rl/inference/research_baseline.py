@@ -84,6 +84,11 @@ def research_generate(
             "research_generate: sampling.group_initial_noise is not implemented in the reference pipeline; "
             "compare against IRGEngine.generate with group_initial_noise: false"
         )
+    if c.round2_branches > 1 and c.rounds == 2:
+        raise NotImplementedError(
+            "research_generate: sampling.round2_branches > 1 is not implemented in the reference pipeline; "
+            "compare against IRGEngine.generate with round2_branches: 1"
+        )
     G = samples_per_prompt or c.samples_per_prompt
     base = c.seed if seed is None else seed
     grid = latent_grid(model, c.resolution)

@@ -181,8 +181,13 @@ def assign_credit(
     eps: float = 1e-6,
     zero_std_tol: float = 1e-6,
     adv_clip: float = 0.0,
+    branches: int = 1,
 ) -> CreditAdvantages:
     """Advantages for the round-1 and round-2 segments of each trajectory.
+
+    `branches`: round-2 continuations per first round (sampling.round2_branches); with
+    `cfg.round_2_baseline == "image_1"` the round-2 reward is normalised within each run of `branches` consecutive
+    samples of a group (`[num_groups, G]` rewards only), i.e. against the other continuations of the same image_1.
 
     rewards: component name -> `[num_groups, G]` (or `[B]` with `group_ids` `[B]`); names `image_1`, `image_2`,
     `improvement`, `no_regression`, `format` (those with non-zero weight in `cfg` are required; `image_1` always in
@@ -211,16 +216,30 @@ def assign_credit(
         )
     r2 = combine_rewards(rewards, weights, cfg.missing)
     res1 = group_advantages(r1, **kw)
-    res2 = group_advantages(r2, **kw)
+    if cfg.round_2_baseline == "image_1":
+        if group_ids is not None or r2.ndim != 2 or branches < 2 or r2.shape[1] % branches:
+            raise ValueError(
+                f"round_2_baseline image_1 needs [num_groups, G] rewards with G a multiple of branches >= 2 "
+                f"(sampling.round2_branches); got shape {tuple(r2.shape)}, branches {branches}"
+            )
+        res2 = group_advantages(r2.reshape(-1, branches), **kw)
+        res2.advantages, res2.valid = res2.advantages.reshape(r2.shape), res2.valid.reshape(r2.shape)
+    else:
+        res2 = group_advantages(r2, **kw)
     stats.update(
         num_groups=res1.num_groups,
         zero_std_groups_round_1=res1.num_zero_std,
         zero_std_groups_round_2=res2.num_zero_std,
+        round_2_baseline_groups=res2.num_groups,
     )
     if group_ids is None:
         # how much the round-2 credit leans on image_1, an outcome round 2 did not choose (credit_diagnostics)
         stats["round_2_vs_image_1_corr"] = within_group_corr(r2, r1)
-    stats["zero_std_share"] = (res1.num_zero_std + res2.num_zero_std) / max(2 * res1.num_groups, 1)
+        # the same for the round-2 advantage actually used (~0 with round_2_baseline: image_1)
+        stats["round_2_adv_vs_image_1_corr"] = within_group_corr(res2.advantages, r1)
+    stats["zero_std_share"] = (res1.num_zero_std + res2.num_zero_std) / max(
+        res1.num_groups + res2.num_groups, 1
+    )
     return _train_only(CreditAdvantages(res1.advantages, res2.advantages, res1.valid, res2.valid, stats), cfg)
 
 

@@ -56,7 +56,14 @@ class GRPOTrainer(RLLoop):
         g = self.recipe.grpo
         P = len(batch) // self.G
         comps = {k: v.reshape(P, self.G) for k, v in rewards.components.items()}
-        return assign_credit(comps, g.credit, eps=g.adv_eps, zero_std_tol=g.zero_std_tol, adv_clip=g.adv_clip)
+        return assign_credit(
+            comps,
+            g.credit,
+            eps=g.adv_eps,
+            zero_std_tol=g.zero_std_tol,
+            adv_clip=g.adv_clip,
+            branches=self.recipe.sampling.round2_branches,
+        )
 
     def _micro_batches(self, n: int) -> list[list[int]]:
         mb = self.recipe.train.micro_batch or n

@@ -29,6 +29,8 @@ KL_KINDS = ("k3", "k1", "k2")
 OLD_LOGPROBS = ("rollout", "trainer")
 # how one trajectory's rewards become advantages for its segments
 CREDIT_MODES = ("shared", "per_round")
+# what the round-2 reward is normalised against (CreditConfig.round_2_baseline)
+ROUND_2_BASELINES = ("group", "image_1")
 # what a NaN (not applicable) reward component does inside a weighted sum
 MISSING_POLICIES = ("skip", "renormalize")
 
@@ -59,6 +61,10 @@ class CreditConfig:
     # rounds whose segments are trained: [1, 2] both; [2] only think_2 + image_2 (the reflection and the refined
     # image; round 1 keeps its SFT behaviour); [1] only think_1 + image_1
     train_rounds: list[int] = field(default_factory=lambda: [1, 2])
+    # per_round only: what the round-2 reward is compared with. "group": every sample of the prompt (so a good
+    # image_1 raises the round-2 credit of whatever followed it); "image_1": the other continuations of the same
+    # first round (needs sampling.round2_branches >= 2), so round 2 is credited only for what it added
+    round_2_baseline: str = "group"
 
     def validate(self, section: str = "credit") -> None:
         _require(
@@ -73,6 +79,18 @@ class CreditConfig:
         for key in ("image_2", "improvement", "no_regression", "format", "shared_image_1"):
             _require(getattr(self, key) >= 0, section, key, f"weights must be >= 0, got {getattr(self, key)}")
         _require(self.image_2 > 0, section, "image_2", "the final image reward needs a positive weight")
+        _require(
+            self.round_2_baseline in ROUND_2_BASELINES,
+            section,
+            "round_2_baseline",
+            f"must be one of {ROUND_2_BASELINES}, got {self.round_2_baseline!r}",
+        )
+        _require(
+            self.round_2_baseline == "group" or self.mode == "per_round",
+            section,
+            "round_2_baseline",
+            "image_1 needs mode: per_round (shared credit has no separate round-2 advantage)",
+        )
         rounds = list(self.train_rounds)
         _require(
             bool(rounds) and set(rounds) <= {1, 2} and len(set(rounds)) == len(rounds),

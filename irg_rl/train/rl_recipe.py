@@ -152,6 +152,16 @@ class GRPORecipe(_RLBase):
     def validate(self) -> None:
         self.grpo.validate("grpo")
         self._validate_common(self.grpo.group_size)
+        b = self.sampling.round2_branches
+        if self.grpo.group_size % b:
+            raise ConfigError(
+                f"grpo.group_size={self.grpo.group_size} must be a multiple of sampling.round2_branches={b}"
+            )
+        if self.grpo.credit.round_2_baseline == "image_1" and b < 2:
+            raise ConfigError(
+                "grpo.credit.round_2_baseline: image_1 compares continuations of the same first round; set "
+                "sampling.round2_branches >= 2 (e.g. 2 with group_size 8: 4 first rounds x 2 continuations)"
+            )
 
 
 @dataclass
