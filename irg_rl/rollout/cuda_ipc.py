@@ -122,7 +122,9 @@ class CudaIpcWeightSync:
             del flat, handle
             torch.cuda.ipc_collect()  # free the bucket now that every reader has dropped it
             self.buckets_sent += 1
-        return [failed.get(i) or w.commit_ipc.remote(version, full) for i, w in enumerate(workers)]
+        return [
+            failed[i] if i in failed else w.commit_ipc.remote(version, full) for i, w in enumerate(workers)
+        ]
 
     def invalidate(self) -> None:
         """Nothing to rebuild when a worker is replaced."""
