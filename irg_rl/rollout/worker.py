@@ -132,9 +132,8 @@ class RolloutWorker:
             model = BagelModel(spec.model_config, special_token_ids(spec.tokenizer))
         self.model = model.eval()
         vae = spec.vae
-        if (
-            self.device.type != "cpu" or dtype != torch.float32
-        ):  # a copy: in-process, spec.vae is the trainer's
+        # moved as a copy: in process (engine local) spec.vae is the trainer's own VAE
+        if self.device.type != "cpu" or dtype != torch.float32:
             vae = copy.deepcopy(vae).to(device=self.device, dtype=dtype)
         self.engine = IRGEngine(self.model, spec.tokenizer, vae, copy.deepcopy(spec.sampling))
         self.version = -1
