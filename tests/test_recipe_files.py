@@ -41,3 +41,10 @@ def test_shapes_grpo_recipe_keeps_its_credit_settings():
         and r.grpo.sde_window_max_start == 4
         and r.optim.lr == pytest.approx(1e-4)
     )
+
+
+def test_bad_prompt_balance_names_the_key():
+    from irg_rl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="prompts.balance must be one of"):
+        load_config(GRPORecipe, str(RECIPES / "shapes" / "grpo.yaml"), ["prompts.balance=tags"])

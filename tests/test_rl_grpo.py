@@ -133,3 +133,22 @@ def test_round2_branches_with_image_1_baseline_trains(ckpt, tmp_path):
         GRPOTrainer(grpo_recipe(ckpt, tmp_path / "bad", **{**over, "sampling.round2_branches": 3}))
     with pytest.raises(ConfigError, match="round2_branches >= 2"):
         GRPOTrainer(grpo_recipe(ckpt, tmp_path / "bad2", **{**over, "sampling.round2_branches": 1}))
+
+
+def test_grad_checkpointing_gives_the_same_step(ckpt, tmp_path):
+    """`train.grad_checkpointing` only trades memory for recompute: same rollout, same losses, same new weights."""
+    over = {"eval.num_prompts": 0, "train.save_every": 0, "train.image_grid_every": 0}
+    runs = []
+    for gc in (False, True):
+        trainer = GRPOTrainer(
+            grpo_recipe(ckpt, tmp_path / f"gc{gc}", **over, **{"train.grad_checkpointing": gc})
+        )
+        wrapped = [m for m in trainer.setup.bagel.modules() if getattr(m, "_irg_ckpt", False)]
+        assert bool(wrapped) == gc
+        stats = trainer.run()[-1]
+        runs.append((stats, {n: p.detach().clone() for n, p in trainer.setup.bagel.named_parameters()}))
+    (plain, w_plain), (ckpted, w_ckpted) = runs
+    assert ckpted["ratio_check/ok"] == 1.0
+    for key in ("reward/image_2_mean", "first/loss", "last/loss", "first/grad_norm"):
+        assert ckpted[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-7), key
+    assert max((w_plain[n] - w_ckpted[n]).abs().max().item() for n in w_plain) < 1e-5

@@ -75,6 +75,25 @@ def test_generation_is_deterministic_by_seed():
     assert write_think1(a[0], 5) == write_think1(a[0], 5)
 
 
+def test_prompt_balance_by_tag_or_by_prompt():
+    cfg = ShapesWorldConfig()
+    pool = enumerate_prompts(cfg, "train")
+    per_tag = {t: sum(m["tag"] == t for m in pool) for t in TAGS}
+    by_tag = generate_prompts(cfg, 6 * 20, seed=1)
+    assert all(sum(m["tag"] == t for m in by_tag) == 20 for t in TAGS)
+    # one pass over the split uses every train prompt exactly once, so tags weigh by their prompt counts
+    by_prompt = generate_prompts(cfg, len(pool), seed=1, balance="prompt")
+    assert sorted(m["prompt"] for m in by_prompt) == sorted(m["prompt"] for m in pool)
+    assert {t: sum(m["tag"] == t for m in by_prompt) for t in TAGS} == per_tag
+    longer = generate_prompts(cfg, len(pool) + 5, seed=1, balance="prompt")
+    assert (
+        longer[: len(pool)] == by_prompt
+        and generate_prompts(cfg, 30, seed=2, balance="prompt") != by_prompt[:30]
+    )
+    with pytest.raises(ValueError, match="balance must be one of"):
+        generate_prompts(cfg, 4, balance="tags")
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="colors.*'purpel'.*Did you mean 'purple'"):
         ShapesWorldConfig(colors=["red", "purpel"])

@@ -69,6 +69,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument(
         "--weight-sync", default="object_store", choices=["object_store", "collective", "cuda_ipc"]
     )
+    ap.add_argument(
+        "--grad-checkpointing", action="store_true", help="recompute layer activations in the update"
+    )
+    ap.add_argument("--micro-batch", type=int, default=0, help="trajectories per update forward (0 = all)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     gpu = args.preset != "tiny"
@@ -99,7 +103,8 @@ def main(argv: list[str]) -> None:
             "rollout": {"engine": args.engine, "num_workers": args.workers, "threads": max(1, args.threads // args.workers),
                         "cpus_per_worker": 1, "weight_sync": args.weight_sync},
             "train": {"output_dir": str(Path(tmp) / "out"), "max_steps": args.steps + 1, "save_every": 0,
-                      "save_trajectories_every": 0, "image_grid_every": 0, "resume_from": "never"},
+                      "save_trajectories_every": 0, "image_grid_every": 0, "resume_from": "never",
+                      "grad_checkpointing": args.grad_checkpointing, "micro_batch": args.micro_batch},
             "eval": {"at_start": False, "num_prompts": 0},
             "log": {"wandb_mode": "disabled", "progress_bar": False},
         }  # fmt: skip
@@ -138,6 +143,7 @@ def main(argv: list[str]) -> None:
         f"rl bench: {model}, GRPO {args.prompts}x{args.group} trajectories/step, engine={args.engine} "
         f"workers={args.workers} weight_sync={args.weight_sync}, rollout on {trainer_spec.device} "
         f"{trainer_spec.dtype}, {'LoRA r16 gen expert' if args.lora else 'full FT'}, think<={t1}/{t2} tokens, "
+        f"micro_batch {args.micro_batch}{', grad checkpointing' if args.grad_checkpointing else ''}, "
         f"{sampling.get('steps', 20)} steps, SDE window 2, {where}, mean of {len(hist)} steps"
     )
     print(head)
@@ -153,4 +159,4 @@ def main(argv: list[str]) -> None:
         f"flow {mean['ratio_check/flow_max_dev']:.2e}"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps({"config": head, **mean}, indent=2))
+        Path(args.json).write_text(json.dumps({"config": head, "peak_gib": peak, **mean}, indent=2))

@@ -90,8 +90,8 @@ def _gpu(args) -> dict:
     from irg_rl.models.checkpoint import build_model
     from irg_rl.models.configs import bagel_7b_mot
     from irg_rl.models.packing import SpecialTokenIds
+    from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
     from irg_rl.train.losses import ce_per_token, mse_per_token
-    from irg_rl.train.sft import enable_grad_checkpointing
 
     if not torch.cuda.is_available():
         raise SystemExit("--gpu: no CUDA device")

@@ -15,6 +15,7 @@ from irg_rl.models.configs import ModelRecipe
 from irg_rl.rollout.config import RolloutConfig
 from irg_rl.rollout.rewards import RewardsConfig
 from irg_rl.tasks.shapes import ShapesWorldConfig
+from irg_rl.tasks.shapes.prompts import BALANCES as PROMPT_BALANCES
 from irg_rl.train.rl_config import CreditConfig, DPOConfig, GRPOConfig
 from irg_rl.train.sft_config import PRECISIONS, FreezeSection, LogSection, OptimSection
 
@@ -40,6 +41,9 @@ class PromptSection:
     world: ShapesWorldConfig = field(default_factory=ShapesWorldConfig)
     # prompts per rollout step on each process (each sampled G times)
     per_step: int = 8
+    # ShapesWorld: "tag" = tags take turns (each tag 1/6 of the prompts); "prompt" = every train prompt equally
+    # likely, so tags weigh as in the held-out evaluation (where colour-attribute prompts are 14 of 25)
+    balance: str = "tag"
 
 
 @dataclass
@@ -56,6 +60,8 @@ class RLTrainSection:
     mixed_precision: str = "auto"
     # trajectories per re-scoring forward pass (gradients accumulate across them; 0 = all at once)
     micro_batch: int = 0
+    # recompute each LLM/ViT layer's activations in the update's backward pass (less memory, more update time)
+    grad_checkpointing: bool = False
     # raise (instead of logging a warning) when the first inner step's ratio is not 1 within grpo.ratio_check_tol
     strict_ratio_check: bool = False
     # save a checkpoint every this many steps (and at the end; 0 = only at the end)
@@ -136,6 +142,10 @@ class _RLBase:
             raise ConfigError(f"train.mixed_precision must be one of {PRECISIONS}")
         if self.prompts.per_step < 1 or self.train.max_steps < 1:
             raise ConfigError("prompts.per_step and train.max_steps must be >= 1")
+        if self.prompts.balance not in PROMPT_BALANCES:
+            raise ConfigError(
+                f"prompts.balance must be one of {PROMPT_BALANCES}, got {self.prompts.balance!r}"
+            )
         if group_size < 2:
             raise ConfigError(f"group size must be >= 2, got {group_size}")
         if self.train.micro_batch < 0:

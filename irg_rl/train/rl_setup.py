@@ -37,6 +37,7 @@ from irg_rl.rollout.weight_sync import changing_keys, export_weights
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.checkpointing import resolve_model_dir
 from irg_rl.train.freeze import apply_freeze, apply_lora, merged_state_dict, trainable_summary
+from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
 from irg_rl.train.zero3 import max_across, sharded_reference, zero_stage
 
 __all__ = [
@@ -91,7 +92,9 @@ def load_prompts(section, seed: int) -> list[dict]:
     if section.source == "shapes":
         from irg_rl.tasks.shapes import generate_prompts
 
-        return generate_prompts(section.world, section.num_train, seed=seed, split="train")
+        return generate_prompts(
+            section.world, section.num_train, seed=seed, split="train", balance=section.balance
+        )
     return _read_jsonl(section.source)
 
 
@@ -169,6 +172,9 @@ class RLSetup:
             frozen_copy = copy.deepcopy(bagel).eval().requires_grad_(False)
         self.ref = _Ref(ref_kind if needs_reference else "none", frozen_copy)
         apply_freeze(bagel, r.freeze)
+        if r.train.grad_checkpointing:
+            # after the frozen copy was taken: the reference never runs a backward pass
+            enable_grad_checkpointing(bagel)
         if r.freeze.lora.enabled:
             bagel = apply_lora(bagel, r.freeze.lora)
         self.bagel = bagel

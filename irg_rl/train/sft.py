@@ -8,7 +8,6 @@ micro-batches per process; every loss is a mean over all target tokens of the st
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.conversation_packing import MicroBatch, PackingOptions, build_micro_batch
 from irg_rl.train.ema import EMA
 from irg_rl.train.freeze import apply_freeze, apply_lora, merged_state_dict, trainable_summary
+from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
 from irg_rl.train.losses import ce_per_token, mse_per_token, normalised_loss
 from irg_rl.train.sampler import MixedSampler
 from irg_rl.train.sft_config import SFTRecipe
@@ -50,22 +50,6 @@ class PackedForward(nn.Module):
     def forward(self, seq: PackedSequence) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         out = self.bagel.forward_packed(seq)
         return out.ce_logits, out.velocity
-
-
-def enable_grad_checkpointing(bagel: nn.Module) -> int:
-    """Recompute each LLM and ViT layer in the backward pass (non-reentrant checkpoints); returns layers wrapped."""
-    from torch.utils.checkpoint import checkpoint
-
-    n = 0
-    for module in bagel.modules():
-        layers = getattr(module, "layers", None)
-        if isinstance(layers, nn.ModuleList):
-            for layer in layers:
-                if not getattr(layer, "_irg_ckpt", False):
-                    layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=False)
-                    layer._irg_ckpt = True
-                    n += 1
-    return n
 
 
 @dataclass

@@ -114,14 +114,26 @@ def enumerate_prompts(
     return out
 
 
+BALANCES = ("tag", "prompt")
+
+
 def generate_prompts(
-    cfg: ShapesWorldConfig, num: int, seed: int = 0, split: str = "train", tags: list[str] | None = None
+    cfg: ShapesWorldConfig,
+    num: int,
+    seed: int = 0,
+    split: str = "train",
+    tags: list[str] | None = None,
+    balance: str = "tag",
 ) -> list[dict]:
     """`num` GenEval metadata dicts from one split, deterministic in `seed`.
 
-    Tags take turns (round robin in GenEval's order, skipping tags with no prompt in this split); within a tag
-    prompts are drawn from a seeded shuffle and only repeat once every prompt of the tag has been used.
+    balance "tag": tags take turns (round robin in GenEval's order, skipping tags with no prompt in this split);
+    within a tag prompts are drawn from a seeded shuffle and only repeat once every prompt of the tag has been used.
+    balance "prompt": every prompt of the split is equally likely (a seeded shuffle of the whole split, repeated),
+    so tags appear in proportion to their prompt counts, as they do in the held-out evaluation.
     """
+    if balance not in BALANCES:
+        raise ValueError(f"generate_prompts: balance must be one of {BALANCES}, got {balance!r}")
     pools = {t: enumerate_prompts(cfg, split, [t]) for t in (tags or TAGS)}
     pools = {t: p for t, p in pools.items() if p}
     if not pools:
@@ -129,6 +141,14 @@ def generate_prompts(
             f"no prompts in split '{split}' for tags {tags or TAGS}; add shapes/colours to the world"
         )
     rng = random.Random(f"shapes-prompts-{seed}-{split}")
+    if balance == "prompt":
+        every = [m for pool in pools.values() for m in pool]
+        out = []
+        while len(out) < num:
+            order = list(range(len(every)))
+            rng.shuffle(order)
+            out += [copy.deepcopy(every[i]) for i in order[: num - len(out)]]
+        return out
     order = {t: [] for t in pools}
     out: list[dict] = []
     tag_cycle = itertools.cycle(list(pools))
