@@ -95,18 +95,49 @@ def _load_yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str
     return layers
 
 
-def _parse_overrides(overrides: list[str]) -> list[tuple[str, dict]]:
+@dataclasses.dataclass(frozen=True)
+class _IndexedOverride:
+    """A `key=value` override whose key indexes into a list (`rewards.image.0.args.mode=strict`)."""
+
+    key: str
+    value: Any
+
+
+def _parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     layers = []
     for item in overrides:
         if "=" not in item:
             raise ConfigError(
                 f"command line: override '{item}' is not of the form key=value (e.g. train.lr=1e-4)"
             )
-        key = item.split("=", 1)[0]
-        layers.append(
-            (f"command-line override '{key}'", OmegaConf.to_container(OmegaConf.from_dotlist([item])))
-        )
+        key, raw = item.split("=", 1)
+        source = f"command-line override '{key}'"
+        if any(part.isdigit() for part in key.split(".")):
+            # a nested dict layer cannot merge into a list; update the merged config in place instead
+            value = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={raw}"]))["v"]
+            layers.append((source, _IndexedOverride(key, value)))
+        else:
+            layers.append((source, OmegaConf.to_container(OmegaConf.from_dotlist([item]))))
     return layers
+
+
+def _apply_indexed(merged, override: _IndexedOverride, source: str) -> None:
+    node, path = merged, []
+    for part in override.key.split(".")[:-1]:
+        if OmegaConf.is_list(node):
+            if not (part.isdigit() and int(part) < len(node)):
+                where = ".".join(path)
+                raise ConfigError(
+                    f"{source}: index {part} is out of range for '{where}' ({len(node)} entries); "
+                    f"set the whole list instead, e.g. {where}=[...]"
+                )
+            node = node[int(part)]
+        elif OmegaConf.is_dict(node) and part in node:
+            node = node[part]
+        else:
+            raise ConfigError(f"{source}: '{'.'.join([*path, part])}' does not exist in the recipe")
+        path.append(part)
+    OmegaConf.update(merged, override.key, override.value, merge=True)
 
 
 def _missing_markers(data: Any, prefix: str = "") -> list[str]:
@@ -124,8 +155,11 @@ def _missing_markers(data: Any, prefix: str = "") -> list[str]:
 def _merge_layers(schema: type[T], layers: list[tuple[str, dict]]) -> T:
     merged = OmegaConf.structured(schema)
     for source, data in layers:
-        _check_keys(schema, data, source)
         try:
+            if isinstance(data, _IndexedOverride):
+                _apply_indexed(merged, data, source)
+                continue
+            _check_keys(schema, data, source)
             merged = OmegaConf.merge(merged, data)
             for key in _missing_markers(data):
                 OmegaConf.update(merged, key, MISSING)

@@ -7,6 +7,7 @@
 # JOBS: a file with one job per line, "NAME ALGO SEED [key=value ...]" (overrides of recipes/shapes/ALGO.yaml).
 # START_EVAL: a finished eval_start folder to reuse (copied into each run) instead of evaluating the start again.
 # Each job writes OUT/NAME (train_seedS, eval_seedS, summary.md) and OUT/NAME.log. Blank and '#' lines are skipped.
+# Environment: PYTHON (default python3); RL_SEEDS_ARGS, extra arguments for every rl_seeds.py run.
 set -euo pipefail
 jobs_file=$1 out=$2 threads=$3 start=$4 heldout=$5 start_eval=${6:-}
 py=${PYTHON:-python3}
@@ -20,7 +21,7 @@ while read -r name algo seed rest; do
   for kv in $rest; do sets+=(--set "$kv"); done
   CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=$threads "$py" scripts/rl_seeds.py --algo "$algo" \
     --recipe "recipes/shapes/$algo.yaml" --start "$start" --heldout "$heldout" --seeds "$seed" \
-    --out "$out/$name" --eval-set "eval.num_threads=$threads" "${sets[@]}" >"$out/$name.log" 2>&1 &
+    --out "$out/$name" --eval-set "eval.num_threads=$threads" "${sets[@]}" ${RL_SEEDS_ARGS:-} >"$out/$name.log" 2>&1 &
   pids+=($!)
 done <"$jobs_file"
 status=0

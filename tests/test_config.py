@@ -101,3 +101,18 @@ def test_required_marker_in_a_recipe_is_enforced(tmp_path):
     with pytest.raises(ConfigError, match="optim.lr"):
         load_config(Recipe, path)
     assert load_config(Recipe, path, ["optim.lr=0.5"]).optim.lr == 0.5
+
+
+def test_override_into_a_list_entry():
+    from pathlib import Path
+
+    from irg_rl.train.rl_recipe import GRPORecipe
+
+    recipe = Path(__file__).parent.parent / "recipes" / "shapes" / "grpo.yaml"
+    r = load_config(GRPORecipe, recipe, ["rewards.image.0.args.mode=strict", "rewards.image.0.weight=2"])
+    assert r.rewards.image[0].args == {"mode": "strict"} and r.rewards.image[0].weight == 2.0
+    assert r.rewards.metrics[0].args == {"mode": "strict"}  # the other list is untouched
+    with pytest.raises(ConfigError, match=r"index 3 is out of range for 'rewards.image' \(1 entries\)"):
+        load_config(GRPORecipe, recipe, ["rewards.image.3.args.mode=strict"])
+    with pytest.raises(ConfigError, match="wieght.*Did you mean: 'weight'"):
+        load_config(GRPORecipe, recipe, ["rewards.image.0.wieght=2"])
