@@ -81,3 +81,22 @@ def test_script_cli(tmp_path):
     assert out.returncode == 2 and "Did you mean 'world.layout'" in out.stderr
     with pytest.raises(ValueError, match="correct_share"):
         build_shapes_data(tmp_path, ShapesDataConfig(correct_share=1.5))
+
+
+def test_layout_source_image_1_keeps_places_out_of_the_plan_and_final_prompt(tmp_path):
+    build_shapes_data(tmp_path / "text", ShapesDataConfig(num_prompts=12, seed=1))
+    build_shapes_data(tmp_path / "img", ShapesDataConfig(num_prompts=12, seed=1, layout_source="image_1"))
+
+    def full(root):
+        return [c for m, _, _, c in iter_conversations(root) if m == "improving_full_learning"]
+
+    for text_conv, img_conv in zip(full(tmp_path / "text"), full(tmp_path / "img"), strict=True):
+        prompt = img_conv[0].content
+        t1, _, t2, _ = img_conv[1].content
+        final = t2.content.split("Final Comprehensive Prompt for the Improved Image:")[1]
+        assert " at the " not in t1.content and final.strip(" .</think>") == prompt
+        assert reflection_has_structure(t2.content)
+        text_t1 = text_conv[1].content[0].content
+        assert " at the " in text_t1  # the default plan names places
+    with pytest.raises(ValueError, match="layout_source"):
+        ShapesDataConfig(layout_source="both").validate()

@@ -32,6 +32,9 @@ from irg_rl.tasks.shapes import (
 )
 
 
+LAYOUT_SOURCES = ("text", "image_1")
+
+
 @dataclass
 class ShapesDataConfig:
     """Recipe for `scripts/make_shapes_data.py`."""
@@ -44,6 +47,10 @@ class ShapesDataConfig:
     seed: int = 0
     # share of prompts whose image_1 is already correct (the reflection says so and keeps it)
     correct_share: float = 0.2
+    # where image_2's layout is written: "text" = think_1 plans every object's place and the reflection's final
+    # prompt repeats the whole target scene (image_2 can be drawn from the text alone); "image_1" = neither names
+    # places, so the unchanged objects' places are only in image_1 (the reflection's edit steps still do)
+    layout_source: str = "text"
     # conversations per parquet shard
     shard_size: int = 4096
     # rows shown in preview.png
@@ -54,6 +61,8 @@ class ShapesDataConfig:
             raise ValueError(f"num_prompts: must be >= 1, got {self.num_prompts}")
         if not 0.0 <= self.correct_share <= 1.0:
             raise ValueError(f"correct_share: must be in [0, 1], got {self.correct_share}")
+        if self.layout_source not in LAYOUT_SOURCES:
+            raise ValueError(f"layout_source: must be one of {LAYOUT_SOURCES}, got {self.layout_source!r}")
         if self.shard_size < 1:
             raise ValueError(f"shard_size: must be >= 1, got {self.shard_size}")
 
@@ -79,12 +88,12 @@ class ShapesExample:
 
 
 def make_example(
-    meta: dict, world: ShapesWorldConfig, rng: np.random.Generator, correct: bool
+    meta: dict, world: ShapesWorldConfig, rng: np.random.Generator, correct: bool, layout_in_text: bool = True
 ) -> ShapesExample:
     """Build one example; raises if a corruption is not caught by the scorer (it must be)."""
     scene = layout_scene(meta, world, rng)
     image_2 = render_scene(scene, world)
-    think_1 = write_think1(meta, rng, scene, world)
+    think_1 = write_think1(meta, rng, scene if layout_in_text else None, world)
     if correct:
         scene_1, kind = scene, "correct"
     else:
@@ -96,7 +105,7 @@ def make_example(
             f"scorer disagrees with the construction of image_1 for '{meta['prompt']}' ({kind}): "
             f"strict={score_1.strict}; seen: {score_1.description}"
         )
-    think_2 = write_reflection(meta, score_1, rng, scene, world)
+    think_2 = write_reflection(meta, score_1, rng, scene, world, final_scene=layout_in_text)
     return ShapesExample(meta, think_1, image_1, think_2, image_2, kind, score_1.strict)
 
 
@@ -163,7 +172,8 @@ def build_shapes_data(out: str | Path, cfg: ShapesDataConfig) -> dict:
     with open(out / "metadata.jsonl", "w") as meta_file:
         for i, meta in enumerate(metas):
             rng = np.random.default_rng([cfg.seed, i])
-            ex = make_example(meta, world, rng, correct=bool(rng.random() < cfg.correct_share))
+            correct = bool(rng.random() < cfg.correct_share)
+            ex = make_example(meta, world, rng, correct, layout_in_text=cfg.layout_source == "text")
             kinds[ex.kind] = kinds.get(ex.kind, 0) + 1
             if len(preview) < cfg.preview_rows:
                 preview.append(ex)

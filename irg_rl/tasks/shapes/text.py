@@ -186,11 +186,13 @@ def write_reflection(
     rng: np.random.Generator | int | None = None,
     target_scene: Scene | None = None,
     cfg: ShapesWorldConfig | None = None,
+    final_scene: bool = True,
 ) -> str:
     """The four-part reflection on image_1, `<think> ... </think>`.
 
     score_of_image1: the ShapesScore of image_1 (its description and failed clauses drive the text).
-    target_scene (+ cfg): the improved image's scene, for concrete edit steps and the final prompt.
+    target_scene (+ cfg): the improved image's scene, for concrete edit steps and (when `final_scene`) the final
+    prompt; with `final_scene=False` the final prompt is the user prompt alone.
     """
     rng = as_rng(rng)
     if target_scene is not None and cfg is None:
@@ -233,7 +235,7 @@ def write_reflection(
         if not steps:
             steps = ["Redraw the shapes so that every requirement holds."]
     final = meta["prompt"]
-    if target_scene is not None:
+    if target_scene is not None and final_scene:
         final += ", with " + scene_phrase(target_scene, cfg)
     guide = " ".join(f"{i}. {s}" for i, s in enumerate(steps, start=1))
     body = f"{analysis}\n{HEADINGS[0]}: {explain}\n{HEADINGS[1]}: {guide}\n{HEADINGS[2]}: {final}."
