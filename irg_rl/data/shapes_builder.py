@@ -31,7 +31,6 @@ from irg_rl.tasks.shapes import (
     write_think1,
 )
 
-
 LAYOUT_SOURCES = ("text", "image_1")
 
 
