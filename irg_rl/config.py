@@ -152,7 +152,7 @@ def _missing_markers(data: Any, prefix: str = "") -> list[str]:
     return found
 
 
-def _merge_layers(schema: type[T], layers: list[tuple[str, dict]]) -> T:
+def _merge_layers(schema: type[T], layers: list[tuple[str, dict | _IndexedOverride]]) -> T:
     merged = OmegaConf.structured(schema)
     for source, data in layers:
         try:

@@ -8,6 +8,7 @@ from PIL import Image
 
 from irg_rl.eval.layout_kept import layout_kept, layout_kept_stats
 from irg_rl.tasks.shapes import ShapesWorldConfig, corrupt, generate_prompts, layout_scene, render_scene
+from irg_rl.tasks.shapes.text import KEEP_SENTENCES, KEEP_VERDICT
 
 CFG = ShapesWorldConfig()
 
@@ -17,6 +18,11 @@ def _pair(seed: int):
     scene = layout_scene(meta, CFG, seed)
     wrong, _ = corrupt(meta, CFG, seed, scene=scene)
     return render_scene(scene, CFG), render_scene(wrong, CFG)
+
+
+def test_keep_verdict_finds_every_keep_sentence_the_writer_uses():
+    assert all(KEEP_VERDICT.search(k) for k in KEEP_SENTENCES)
+    assert not KEEP_VERDICT.search("This image has mistakes.")
 
 
 def test_layout_kept_on_renders():

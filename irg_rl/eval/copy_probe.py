@@ -7,6 +7,7 @@ ViT block stays). A model that copies unchanged content from image_1 gets a clea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def probe(
     enc = ModelSampleEncoder(ck.tokenizer, ck.vae, cfg)
     meta = [json.loads(x) for x in Path(data_dir, "metadata.jsonl").read_text().splitlines()]
     stream = ModeStream(data_dir, MODE, shuffle_files=False)
-    opts = PackingOptions(vae_cond_dropout=0.0, timestep_shift=3.0, seed=seed)
+    opts = PackingOptions(vae_cond_dropout=0.0, timestep_shift=cfg.timestep_shift, seed=seed)
     out: dict[str, list[tuple[float, float]]] = {"correct": [], "corrupted": []}
     for i in range(min(rows, stream.total)):
         _, _, conv = stream.read_at(i)
@@ -53,9 +54,9 @@ def probe(
         if user != meta[i]["metadata"]["prompt"]:
             raise ValueError(f"{data_dir}: row {i} of {MODE} is not metadata.jsonl row {i}; rebuild the data")
         full = encode_conversation(conv, MODE, i, enc, opts, f"row {i}")
-        clean_vae = [k for k, s in enumerate(full.segments) if s.kind == "vae" and not s.noised]
-        without = encode_conversation(conv, MODE, i, enc, opts, f"row {i}")
-        del without.segments[clean_vae[0]]  # image_1's clean VAE block (its ViT block stays)
+        # image_1's clean VAE block is the first clean one; its ViT block stays
+        drop = next(k for k, s in enumerate(full.segments) if s.kind == "vae" and not s.noised)
+        without = dataclasses.replace(full, segments=[s for k, s in enumerate(full.segments) if k != drop])
         pair = (_image_2_mse(model, enc, full, cfg), _image_2_mse(model, enc, without, cfg))
         out["correct" if meta[i]["image_1_kind"] == "correct" else "corrupted"].append(pair)
     return out

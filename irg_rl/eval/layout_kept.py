@@ -8,15 +8,13 @@ trajectories, when image_1 was correct, and when think_2 says it keeps the image
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from irg_rl.tasks.shapes import ShapesWorldConfig, image_to_cell_classes
-
-KEEP_VERDICT = re.compile(r"already (matches|correct)", re.IGNORECASE)
+from irg_rl.tasks.shapes.text import KEEP_VERDICT
 
 
 def layout_kept(image_1: np.ndarray, image_2: np.ndarray, cfg: ShapesWorldConfig) -> bool:

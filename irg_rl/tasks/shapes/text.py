@@ -27,6 +27,13 @@ HEADINGS: tuple[str, ...] = (
     "Final Comprehensive Prompt for the Improved Image",
 )
 
+# the reflection's verdict when image_1 is already right, and a pattern that finds it in a generated reflection
+KEEP_SENTENCES = (
+    "The first image already matches the prompt, so I keep it.",
+    "This is already correct; I keep the image as it is.",
+)
+KEEP_VERDICT = re.compile(r"already (matches|correct)", re.IGNORECASE)
+
 _ROWS = ("top", "middle", "bottom")
 _COLS = ("left", "centre", "right")
 
@@ -205,10 +212,7 @@ def write_reflection(
             + " "
             + _pick(
                 rng,
-                [
-                    "The first image already matches the prompt, so I keep it.",
-                    "This is already correct; I keep the image as it is.",
-                ],
+                list(KEEP_SENTENCES),
             )
         )
         explain = "No improvements are needed."
