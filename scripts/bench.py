@@ -1,4 +1,4 @@
-"""Run a benchmark: `python scripts/bench.py {rollout,sft,rl,rewards,codec} [options]` (results go in docs/benchmarks.md)."""
+"""Run a benchmark: `python scripts/bench.py {rollout,sft,rl,rewards,codec,copy} [options]` (results go in docs/benchmarks.md)."""
 
 import importlib
 import sys

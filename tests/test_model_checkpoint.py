@@ -9,9 +9,10 @@ import torch
 from _model_helpers import SPECIAL, random_model
 from safetensors.torch import load_file, save_file
 
-from irg_rl.models import PackedSequenceBuilder
+from irg_rl.models import BagelModel, PackedSequenceBuilder
 from irg_rl.models.checkpoint import CheckpointError, expected_shapes, load_model, save_checkpoint
-from irg_rl.models.configs import BagelConfig, bagel_7b_mot
+from irg_rl.models.configs import BagelConfig, ModelRecipe, bagel_7b_mot
+from irg_rl.models.embeddings import sincos_2d_table
 
 torch.set_num_threads(1)
 REFERENCE = Path("/work/shared/reference/bagel-7b-mot-state-dict.tsv")
@@ -77,6 +78,19 @@ def test_pos_embeds_rebuilt_when_absent(tmp_path):
     loaded = load_model(tmp_path / "c", dtype=torch.float32)
     assert torch.equal(loaded.latent_pos_embed.pos_embed, model.latent_pos_embed.pos_embed)
     assert torch.equal(loaded.vit_pos_embed.pos_embed, model.vit_pos_embed.pos_embed)
+
+
+def test_latent_pos_scale_travels_in_config_json(tmp_path):
+    recipe = ModelRecipe(source="micro", latent_pos_scale=4.0)
+    model = BagelModel(recipe.build_config(), SPECIAL)
+    assert torch.equal(model.latent_pos_embed.pos_embed, sincos_2d_table(32, 8, scale=4.0))
+    save_checkpoint(model, tmp_path / "c")
+    _rewrite(tmp_path / "c", lambda sd: sd.pop("latent_pos_embed.pos_embed"))  # rebuilt from config.json
+    loaded = load_model(tmp_path / "c", dtype=torch.float32)
+    assert loaded.config.latent_pos_scale == 4.0
+    assert torch.equal(loaded.latent_pos_embed.pos_embed, model.latent_pos_embed.pos_embed)
+    with pytest.raises(ValueError, match="apply to presets only"):
+        ModelRecipe(source=str(tmp_path / "c"), latent_pos_scale=2.0).build_config()
 
 
 def test_7b_names_and_shapes_match_reference():

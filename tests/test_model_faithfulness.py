@@ -304,6 +304,15 @@ def test_latent_pos_table_row_is_column_then_row_sin_then_cos():
     assert flattened_position_ids(2, 3, S).tolist() == [0, 1, 2, 5, 6, 7]
 
 
+def test_latent_pos_scale_multiplies_grid_coordinates():
+    # scale 2 on a 3-side grid: cell (r, c) gets the scale-1 row of cell (2r, 2c) in a 5-side grid
+    D = 16
+    scaled, plain = sincos_2d_table(D, 3, scale=2.0), sincos_2d_table(D, 5)
+    for r, c in [(0, 0), (1, 2), (2, 1)]:
+        torch.testing.assert_close(scaled[r * 3 + c], plain[(2 * r) * 5 + 2 * c], atol=1e-6, rtol=0)
+    assert torch.equal(sincos_2d_table(D, 3, scale=1.0), sincos_2d_table(D, 3))
+
+
 def test_patchify_rows_are_py_px_c_like_the_official_einsum():
     C, p = 3, 2
     x = torch.arange(C * 4 * 6, dtype=torch.float32).reshape(C, 4, 6)

@@ -51,7 +51,7 @@ class BagelModel(nn.Module):
             self.time_embedder = TimestepEmbedder(h)
             self.vae2llm = nn.Linear(cfg.patch_latent_dim, h)
             self.llm2vae = nn.Linear(h, cfg.patch_latent_dim)
-            self.latent_pos_embed = PositionEmbedding(cfg.max_latent_size, h)
+            self.latent_pos_embed = PositionEmbedding(cfg.max_latent_size, h, cfg.latent_pos_scale)
         if cfg.visual_und:
             self.vit_model = SiglipVisionModel(cfg.vit)
             self.connector = MLPConnector(cfg.vit.hidden_size, h, cfg.connector_act)

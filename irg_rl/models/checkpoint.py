@@ -103,7 +103,9 @@ def load_model(
     del state
     for module in model.modules():
         if isinstance(module, PositionEmbedding) and module.pos_embed.device.type == "meta":
-            module.pos_embed = sincos_2d_table(module.dim, module.side).to(device=device, dtype=dtype)
+            module.pos_embed = sincos_2d_table(module.dim, module.side, module.scale).to(
+                device=device, dtype=dtype
+            )
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
     if left:
         raise CheckpointError(f"{file}: tensors left unloaded: {_summarise(left)}")

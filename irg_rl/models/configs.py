@@ -177,6 +177,9 @@ class BagelConfig:
     latent_patch_size: int = 2
     # latent grid side covered by the 2-D sin-cos latent position table (max_latent_size**2 rows)
     max_latent_size: int = 64
+    # latent grid coordinates are multiplied by this before the 2-D sin-cos table (BAGEL: 1.0); small grids
+    # (ShapesWorld's 4x4) need > 1 for neighbouring cells to differ enough to be matched by attention
+    latent_pos_scale: float = 1.0
     # ViT patch grid side covered by the ViT position tables
     vit_max_num_patch_per_side: int = 70
     # activation between the two connector layers
@@ -355,6 +358,8 @@ class ModelRecipe:
     vae_kind: str | None = None
     # training timestep shift written into config.json (null keeps the preset's)
     timestep_shift: float | None = None
+    # latent position-table coordinate scale written into config.json (presets only; null keeps the preset's)
+    latent_pos_scale: float | None = None
 
     def is_checkpoint(self) -> bool:
         return self.source not in PRESETS
@@ -363,9 +368,10 @@ class ModelRecipe:
         """The BagelConfig for a preset with overrides applied (checkpoints: read it with BagelConfig.from_dir)."""
         if self.is_checkpoint():
             cfg = BagelConfig.from_dir(self.source)
-            if any(v is not None for v in self._llm_overrides().values()) or self.vae_kind is not None:
+            preset_only = (self.vae_kind, self.latent_pos_scale)
+            if any(v is not None for v in [*self._llm_overrides().values(), *preset_only]):
                 raise ValueError(
-                    f"model.source={self.source!r} is a checkpoint: size/vae overrides apply to presets only"
+                    f"model.source={self.source!r} is a checkpoint: size, vae and latent_pos_scale overrides apply to presets only"
                 )
         else:
             cfg = PRESETS[self.source]()
@@ -374,6 +380,8 @@ class ModelRecipe:
                     setattr(cfg.llm, key, value)
             if self.vae_kind is not None:
                 cfg.vae_kind = self.vae_kind
+            if self.latent_pos_scale is not None:
+                cfg.latent_pos_scale = float(self.latent_pos_scale)
         if self.timestep_shift is not None:
             cfg.timestep_shift = float(self.timestep_shift)
         if self.dtype not in ("float32", "bfloat16"):

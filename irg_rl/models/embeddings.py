@@ -47,13 +47,18 @@ def _sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 
 
-def sincos_2d_table(dim: int, side: int) -> torch.Tensor:
-    """Fixed 2-D sin-cos table [side*side, dim] (fp32); row r*side+c encodes column c then row r."""
+def sincos_2d_table(dim: int, side: int, scale: float = 1.0) -> torch.Tensor:
+    """Fixed 2-D sin-cos table [side*side, dim] (fp32); row r*side+c encodes column c then row r.
+
+    `scale` multiplies the grid coordinates first (BAGEL: 1). With few cells per side only the top few
+    frequencies (<= 1 rad per cell) tell cells apart; a larger scale spreads neighbouring cells further apart.
+    """
     if dim % 4:
         raise ValueError(f"2-D sin-cos embedding needs dim divisible by 4, got {dim}")
     rows, cols = np.meshgrid(
         np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32), indexing="ij"
     )
+    rows, cols = rows * scale, cols * scale
     emb = np.concatenate([_sincos_1d(dim // 2, cols), _sincos_1d(dim // 2, rows)], axis=1)
     return torch.from_numpy(emb).float()
 
@@ -61,14 +66,14 @@ def sincos_2d_table(dim: int, side: int) -> torch.Tensor:
 class PositionEmbedding(nn.Module):
     """Lookup into a fixed 2-D sin-cos table held in `pos_embed` [side**2, dim] (saved, but rebuilt if absent)."""
 
-    def __init__(self, side: int, dim: int):
+    def __init__(self, side: int, dim: int, scale: float = 1.0):
         super().__init__()
-        self.side, self.dim = side, dim
-        self.register_buffer("pos_embed", sincos_2d_table(dim, side), persistent=True)
+        self.side, self.dim, self.scale = side, dim, scale
+        self.register_buffer("pos_embed", sincos_2d_table(dim, side, scale), persistent=True)
 
     def reset(self) -> None:
         """Recompute the table in place (used after building on the meta device)."""
-        table = sincos_2d_table(self.dim, self.side)
+        table = sincos_2d_table(self.dim, self.side, self.scale)
         dev = self.pos_embed.device
         dtype = self.pos_embed.dtype
         if dev.type == "meta":
