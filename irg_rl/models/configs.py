@@ -271,12 +271,16 @@ def bagel_7b_mot() -> BagelConfig:
 
 
 def tiny(vocab_size: int = 1024, image_size: int = 32) -> BagelConfig:
-    """~1.6M-parameter CPU model for ShapesWorld: d 128, 4 layers, latent = 4x4 grid of 8-dim tokens (8x down)."""
+    """~1.6M-parameter CPU model for ShapesWorld: d 128, 4 layers, latent = 4x4 grid of 8-dim tokens (8x down),
+    latent position table with coordinates x4 (`latent_pos_scale`)."""
     return BagelConfig(
         latent_patch_size=1,
         max_latent_size=8,
         vit_max_num_patch_per_side=image_size // 8,
         timestep_shift=3.0,
+        # 4x4 latent grid: at scale 1 neighbouring cells' sin-cos rows have cosine 0.98; at 4 the ShapesWorld
+        # stage-2 model's held-out turn 1 / turn 2 strict rose from 0.286 / 0.258 to 0.446 / 0.358
+        latent_pos_scale=4.0,
         vae_kind="grid",
         vae_latent_channels=8,
         vae_downsample=8,
