@@ -89,6 +89,8 @@ def test_latent_pos_scale_travels_in_config_json(tmp_path):
     loaded = load_model(tmp_path / "c", dtype=torch.float32)
     assert loaded.config.latent_pos_scale == 4.0
     assert torch.equal(loaded.latent_pos_embed.pos_embed, model.latent_pos_embed.pos_embed)
+    with pytest.raises(ValueError, match="latent_pos_scale must be > 0"):
+        ModelRecipe(source="micro", latent_pos_scale=0.0).build_config()
     with pytest.raises(ValueError, match="apply to presets only"):
         ModelRecipe(source=str(tmp_path / "c"), latent_pos_scale=2.0).build_config()
 

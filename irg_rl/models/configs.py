@@ -215,6 +215,8 @@ class BagelConfig:
         self.vit.validate()
         if self.vae_kind not in VAE_KINDS:
             raise ValueError(f"config.json: vae_kind must be one of {VAE_KINDS}, got {self.vae_kind!r}")
+        if not self.latent_pos_scale > 0:
+            raise ValueError(f"config.json: latent_pos_scale must be > 0, got {self.latent_pos_scale}")
         if self.llm.hidden_size % 4:
             raise ValueError("config.json: LLM hidden_size must be divisible by 4 for the 2-D sin-cos embeds")
 
@@ -375,7 +377,8 @@ class ModelRecipe:
             preset_only = (self.vae_kind, self.latent_pos_scale)
             if any(v is not None for v in [*self._llm_overrides().values(), *preset_only]):
                 raise ValueError(
-                    f"model.source={self.source!r} is a checkpoint: size, vae and latent_pos_scale overrides apply to presets only"
+                    f"model.source={self.source!r} is a checkpoint: size, vae and latent_pos_scale overrides "
+                    "apply to presets only"
                 )
         else:
             cfg = PRESETS[self.source]()
