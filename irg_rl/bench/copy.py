@@ -20,14 +20,10 @@ import torch
 
 from irg_rl.models import BagelModel, PackedSequenceBuilder, SpecialTokenIds
 from irg_rl.models.configs import tiny
+from irg_rl.train.losses import noise_latents, sample_timesteps
 
 SPECIAL = SpecialTokenIds(im_start=1, im_end=2, vision_start=3, vision_end=4)
 NUM_CODES = 13
-
-
-def _shifted_t(gen: torch.Generator, shift: float) -> float:
-    t = torch.sigmoid(torch.randn(1, generator=gen))
-    return float(shift * t / (1 + (shift - 1) * t))
 
 
 def copy_batch(cfg, codes: torch.Tensor, batch: int, empty: float, gen: torch.Generator):
@@ -40,9 +36,10 @@ def copy_batch(cfg, codes: torch.Tensor, batch: int, empty: float, gen: torch.Ge
         x0 = codes[cls]
         b.add_text([SPECIAL.im_start, 7, 8, SPECIAL.im_end])
         for k in range(2):
-            t = _shifted_t(gen, cfg.timestep_shift)
+            t = sample_timesteps(1, cfg.timestep_shift, gen)
             eps = torch.randn(x0.shape, generator=gen)
-            b.add_vae_image((1 - t) * x0 + t * eps, (side, side), t=t, noised=True, target=eps - x0)
+            x_t, target = noise_latents(x0, t.expand(x0.shape[0]), eps)
+            b.add_vae_image(x_t, (side, side), t=float(t), noised=True, target=target)
             if k == 0:
                 b.add_vae_image(x0, (side, side))
                 b.add_text([SPECIAL.im_start, 9, 10, SPECIAL.im_end])

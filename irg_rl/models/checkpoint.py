@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from .bagel import BagelModel
 from .configs import BagelConfig
-from .embeddings import PositionEmbedding, sincos_2d_table
+from .embeddings import PositionEmbedding
 from .packing import SpecialTokenIds
 
 MODEL_FILE = "ema.safetensors"
@@ -103,9 +103,7 @@ def load_model(
     del state
     for module in model.modules():
         if isinstance(module, PositionEmbedding) and module.pos_embed.device.type == "meta":
-            module.pos_embed = sincos_2d_table(module.dim, module.side, module.scale).to(
-                device=device, dtype=dtype
-            )
+            module.reset(device, dtype)
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
     if left:
         raise CheckpointError(f"{file}: tensors left unloaded: {_summarise(left)}")

@@ -71,15 +71,14 @@ class PositionEmbedding(nn.Module):
         self.side, self.dim, self.scale = side, dim, scale
         self.register_buffer("pos_embed", sincos_2d_table(dim, side, scale), persistent=True)
 
-    def reset(self) -> None:
-        """Recompute the table in place (used after building on the meta device)."""
-        table = sincos_2d_table(self.dim, self.side, self.scale)
-        dev = self.pos_embed.device
-        dtype = self.pos_embed.dtype
+    def reset(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        """Recompute the table (a checkpoint without it, or a model built on the meta device); device and dtype
+        default to the buffer's own (CPU for a meta buffer)."""
+        dev = torch.device(device) if device is not None else self.pos_embed.device
         if dev.type == "meta":
-            self.pos_embed = table.to(dtype)
-        else:
-            self.pos_embed = table.to(device=dev, dtype=dtype)
+            dev = torch.device("cpu")
+        table = sincos_2d_table(self.dim, self.side, self.scale)
+        self.pos_embed = table.to(device=dev, dtype=dtype or self.pos_embed.dtype)
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
         return self.pos_embed[position_ids]
