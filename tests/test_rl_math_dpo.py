@@ -7,6 +7,7 @@ import torch
 
 from irg_rl.config import ConfigError, config_from_dict
 from irg_rl.inference.sde import gaussian_log_prob, sde_sample_step, sde_step_log_prob, sde_step_mean_std
+from irg_rl.train.dpo import ranking_rewards
 from irg_rl.train.dpo_loss import (
     DPOTerms,
     best_worst_pairs,
@@ -16,7 +17,8 @@ from irg_rl.train.dpo_loss import (
     sequence_log_probs,
     sigmoid_dpo_loss,
 )
-from irg_rl.train.rl_config import DPOConfig, GRPOConfig
+from irg_rl.train.rl_config import CreditConfig, DPOConfig, GRPOConfig
+from irg_rl.train.rl_recipe import DPOSection
 
 
 def _terms(pc, pr, rc, rr):
@@ -54,6 +56,26 @@ def test_ranked_pairs_pair_ith_best_with_ith_worst():
     assert ranked_pairs(r, 2, min_margin=0.3).chosen.tolist() == [1, 0]  # group 0's second gap is 0.2
     with pytest.raises(ValueError, match="pairs_per_group"):
         ranked_pairs(r, pairs_per_group=3)
+
+
+def test_default_ranking_does_not_prefer_a_worse_first_image():
+    # A: image_1 half right, image_2 right; B: image_1 wrong, image_2 right (bigger improvement); C: both wrong.
+    # no_regression is NaN where image_1 was not right (skipped).
+    comps = {
+        "image_1": torch.tensor([0.5, 0.0, 0.0]),
+        "image_2": torch.tensor([1.0, 1.0, 0.0]),
+        "improvement": torch.tensor([0.5, 1.0, 0.0]),
+        "no_regression": torch.tensor([math.nan, math.nan, math.nan]),
+        "format": torch.tensor([1.0, 1.0, 1.0]),
+    }
+    # default: image_1 + image_2 + .5 improvement + .1 format
+    r = ranking_rewards(comps, DPOSection().ranking)
+    assert torch.allclose(r, torch.tensor([0.5 + 1 + 0.25 + 0.1, 0 + 1 + 0.5 + 0.1, 0.1]))
+    assert ranked_pairs(r[None], 1).chosen.tolist() == [0]
+    # without image_1 the improvement term would rank B (the worse first image) above A
+    old = ranking_rewards(comps, CreditConfig(mode="shared", shared_image_1=0.0))
+    assert torch.allclose(old, torch.tensor([1.35, 1.6, 0.1]))
+    assert ranked_pairs(old[None], 1).chosen.tolist() == [1]
 
 
 def test_dpo_loss_log2_at_equal_logits_and_decreasing_with_margin():

@@ -184,8 +184,10 @@ class DPOSection:
     rollouts_dir: str = ""
     # offline: passes over the saved rollouts
     epochs: int = 1
-    # how the reward components become the one scalar that ranks a group (mode is ignored: always one scalar)
-    ranking: CreditConfig = field(default_factory=lambda: CreditConfig(mode="shared"))
+    # how the reward components become the one scalar that ranks a group (mode is ignored: always one scalar).
+    # A pair trains both rounds of its trajectories, so image_1 counts too (shared_image_1 = 1): with it at 0 the
+    # improvement term ranks a trajectory higher for a worse image_1 (docs/shapes_results.md, DPO ranking)
+    ranking: CreditConfig = field(default_factory=lambda: CreditConfig(mode="shared", shared_image_1=1.0))
     # pairs per group: the i-th best against the i-th worst for i < this (1 = best/worst; at most group_size // 2)
     pairs_per_group: int = 1
     # optimiser steps on each batch of pairs (the reference log-probs are computed once per batch)
