@@ -75,6 +75,14 @@ def grpo_recipe(ckpt: Path, out: Path, **over):
     return config_from_dict(GRPORecipe, _apply(d, over))
 
 
+def dpo_recipe(ckpt: Path, out: Path, **over):
+    from irg_rl.train.rl_recipe import DPORecipe
+
+    d = recipe_dict(ckpt, out, **{"eval.num_prompts": 0})
+    d.update({"pairs": {"group_size": 4}, "dpo": {"beta_text": 0.1, "beta_flow": 100.0}})
+    return config_from_dict(DPORecipe, _apply(d, over))
+
+
 def _apply(d: dict, over: dict) -> dict:
     for key, value in over.items():
         node = d

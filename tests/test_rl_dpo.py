@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _rl_helpers import _apply, grpo_recipe, random_checkpoint, recipe_dict
+from _rl_helpers import dpo_recipe, grpo_recipe, random_checkpoint
 
-from irg_rl.config import config_from_dict
 from irg_rl.train.dpo import DPOTrainer
 from irg_rl.train.grpo import GRPOTrainer
-from irg_rl.train.rl_recipe import DPORecipe
 
 torch.set_num_threads(1)
 
@@ -19,10 +17,7 @@ def ckpt(tmp_path_factory):
     return random_checkpoint(tmp_path_factory.mktemp("rl_dpo_ckpt"))
 
 
-def _dpo(ckpt, out, **over):
-    d = recipe_dict(ckpt, out, **{"eval.num_prompts": 0})
-    d.update({"pairs": {"group_size": 4}, "dpo": {"beta_text": 0.1, "beta_flow": 100.0}})
-    return config_from_dict(DPORecipe, _apply(d, over))
+_dpo = dpo_recipe
 
 
 def test_online_then_offline_dpo(ckpt, tmp_path):

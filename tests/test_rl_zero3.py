@@ -1,6 +1,6 @@
-"""Two-process GRPO under DeepSpeed ZeRO-3 on CPU (gloo) through `accelerate launch`: full fine-tuning with a
-sharded frozen-copy reference, and LoRA with the adapter-disabled reference. The ratio check passing on every
-step shows the gathered weight export reached the rollout copy exactly; the checkpoint loads and has moved."""
+"""Two-process GRPO and DPO under DeepSpeed ZeRO-3 on CPU (gloo) through `accelerate launch`: full fine-tuning
+with a sharded frozen-copy reference, and LoRA with the adapter-disabled reference. The ratio check passing on
+every step shows the gathered weight export reached the rollout copy exactly; the checkpoint loads and has moved."""
 
 import json
 import os
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _rl_helpers import grpo_recipe, random_checkpoint
+from _rl_helpers import dpo_recipe, grpo_recipe, random_checkpoint
 
 from irg_rl.config import to_yaml
 from irg_rl.models.checkpoint import load_checkpoint
@@ -31,16 +31,20 @@ def _launch(script: Path, recipe_path: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-def _run(tmp_path: Path, name: str, script: Path, **over) -> tuple[dict, dict, Path]:
+def _run(tmp_path: Path, name: str, script: Path, algo: str = "grpo", **over) -> tuple[dict, dict, Path]:
     ckpt = random_checkpoint(tmp_path / "ckpt")
     out = tmp_path / name
-    over = {
-        "train.max_steps": 2, "train.save_every": 2, "train.micro_batch": 3, "train.strict_ratio_check": True,
-        "train.image_grid_every": 0, "eval.num_prompts": 0, "grpo.inner_updates": 1, "grpo.kl_coef": 0.05,
-        **over,
-    }  # fmt: skip
+    common = {"train.max_steps": 2, "train.save_every": 2, "train.image_grid_every": 0, "eval.num_prompts": 0}
+    if algo == "grpo":
+        over = {
+            "train.micro_batch": 3, "train.strict_ratio_check": True, "grpo.inner_updates": 1,
+            "grpo.kl_coef": 0.05, **common, **over,
+        }  # fmt: skip
+        recipe_obj = grpo_recipe(ckpt, out, **over)
+    else:
+        recipe_obj = dpo_recipe(ckpt, out, **{**common, **over})
     recipe = tmp_path / f"{name}.yaml"
-    recipe.write_text(to_yaml(grpo_recipe(ckpt, out, **over)))
+    recipe.write_text(to_yaml(recipe_obj))
     _launch(script, recipe)
     history = json.loads((out / "history.json").read_text())
     before = load_checkpoint(ckpt, dtype=torch.float32).model.state_dict()
@@ -82,3 +86,18 @@ def test_two_process_zero3_grpo_lora(tmp_path):
     assert history[1]["text/kl"] > 0.0  # the adapter-disabled reference differs from the adapted policy
     changed = sorted(k for k, m in moved.items() if m)
     assert changed and all("_moe_gen" in k or k.startswith("llm2vae") for k in changed), changed
+
+
+@pytest.mark.slow
+def test_two_process_zero3_dpo_full_finetune(tmp_path):
+    # frozen-copy reference sharded like the policy; both ranks run the passes while either has a pair
+    over = {"pairs.pairs_per_group": 2, "pairs.inner_updates": 2, "train.micro_batch": 3}
+    history, moved, out = _run(tmp_path, "dpo", ROOT / "scripts/dpo.py", algo="dpo", **over)
+    assert [h["step"] for h in history] == [1, 2]
+    assert history[0]["pairs/num"] >= 1
+    # before the first update the gathered reference equals the policy: loss log 2 per kind
+    assert history[0]["first/text/loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert history[0]["first/flow/loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert sum(moved.values()) > len(moved) // 2, "full fine-tuning moves most tensors"
+    state = json.loads((out / "checkpoints" / "step-000002" / "trainer.json").read_text())
+    assert state["world_size"] == 2
