@@ -3,9 +3,9 @@
 Online (`dpo.pair_mode: online`): each step samples `prompts.per_step` groups of `pairs.group_size` trajectories,
 scores them, ranks each group by one scalar (`pairs.ranking` weights over image_1, image_2, improvement,
 no_regression, format) and trains on its (best, worst) pair, or on `pairs.pairs_per_group` ranked pairs (i-th
-best vs i-th worst), for `pairs.inner_updates` optimiser steps per batch. Offline (`offline`): each step reads one saved rollout batch
-(`<grpo output_dir>/rollouts/step-*.pt` with its rewards) instead of sampling. The reference is the
-adapter-disabled model under LoRA, else a frozen copy of the starting weights.
+best vs i-th worst), for `pairs.inner_updates` optimiser steps per batch. Offline (`offline`): each step reads
+one saved rollout batch (`<grpo output_dir>/rollouts/step-*.pt` with its rewards) instead of sampling. The
+reference is the adapter-disabled model under LoRA, else a frozen copy of the starting weights.
 `accelerate launch --config_file recipes/accelerate/<cfg>.yaml scripts/dpo.py --config recipes/shapes/dpo.yaml`
 """
 
