@@ -8,12 +8,13 @@ import torch
 
 from irg_rl.bench import copy as copy_bench
 from irg_rl.models.configs import tiny
+from irg_rl.models.vae.grid_codec import make_codes
 
 
 def test_copy_batch_image_2_is_image_1():
     cfg = tiny()
     gen = torch.Generator().manual_seed(0)
-    codes = torch.randn(copy_bench.NUM_CODES, cfg.vae_latent_channels, generator=gen)
+    codes = make_codes(copy_bench.NUM_CODES, cfg.vae_latent_channels)
     seq = copy_bench.copy_batch(cfg, codes, batch=3, empty=0.5, gen=gen)
     assert seq.attn_modes.count("noise") == 6 and seq.attn_modes.count("full") == 3
     # x_t = (1 - t) x0 + t eps and target = eps - x0, so x0 = x_t - t * target

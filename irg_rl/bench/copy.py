@@ -1,14 +1,14 @@
 """Can the model learn to copy image_1 into image_2? `python scripts/bench.py copy [--scales 1 4] [--seeds 0 1]`.
 
-A synthetic task with the `tiny` preset's shapes (4x4 latent grid, 8-dim tokens) and random init: each sample is
-`[text] [noised image_1] [clean image_1] [text] [noised image_2]` with image_2 = image_1 (the layout an IRG
-conversation has when the reflection keeps the first image). Cells hold one of 13 fixed unit-RMS codes, empty
-(code 0) with probability `--empty`; the text names nothing, so image_1's flow loss cannot fall far, while
-image_2's can fall to ~0 once attention matches each noised image_2 token with the clean image_1 token at the
-same grid cell. Every image token shares one RoPE position, so that match can only come from the latent 2-D
-sin-cos table; the bench compares `latent_pos_scale` values (how far apart the table puts neighbouring cells).
-Prints, per scale and seed, image_1 / image_2 flow MSE every `--every` steps, and the first step at which image_2's
-MSE is below `--copied` (the copy has been learned).
+A synthetic task with the `tiny` preset's shapes (4x4 latent grid, 8-dim tokens) and random init: each sample
+is `[text] [noised image_1] [clean image_1] [text] [noised image_2]` with image_2 = image_1 (the layout an IRG
+conversation has when the reflection keeps the first image). Cells hold one of 13 fixed unit-RMS codes (the
+grid codec's `make_codes`), empty (code 0) with probability `--empty`; the text names nothing, so image_1's
+flow loss cannot fall far, while image_2's can fall to ~0 once attention matches each noised image_2 token
+with the clean image_1 token at the same grid cell. Every image token shares one RoPE position, so that match
+can only come from the latent 2-D sin-cos table; the bench compares `latent_pos_scale` values (how far apart
+the table puts neighbouring cells). Prints, per scale and seed, image_1 / image_2 flow MSE every `--every`
+steps, and the first step at which image_2's MSE is below `--copied` (the copy has been learned).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from irg_rl.models import BagelModel, PackedSequenceBuilder, SpecialTokenIds
 from irg_rl.models.configs import tiny
+from irg_rl.models.vae.grid_codec import make_codes
 from irg_rl.train.losses import noise_latents, sample_timesteps
 
 SPECIAL = SpecialTokenIds(im_start=1, im_end=2, vision_start=3, vision_end=4)
@@ -56,8 +57,7 @@ def train_copy(
     cfg.latent_pos_scale = scale
     model = BagelModel(cfg, SPECIAL)
     gen = torch.Generator().manual_seed(seed)
-    codes = torch.randn(NUM_CODES, cfg.vae_latent_channels, generator=gen)
-    codes = codes / codes.pow(2).mean(1, keepdim=True).sqrt()
+    codes = make_codes(NUM_CODES, cfg.vae_latent_channels, seed)  # the grid codec's cell codes
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     log, window = [], []
     for step in range(1, steps + 1):
