@@ -17,11 +17,8 @@ def ckpt(tmp_path_factory):
     return random_checkpoint(tmp_path_factory.mktemp("rl_dpo_ckpt"))
 
 
-_dpo = dpo_recipe
-
-
 def test_online_then_offline_dpo(ckpt, tmp_path):
-    trainer = DPOTrainer(_dpo(ckpt, tmp_path / "online"))
+    trainer = DPOTrainer(dpo_recipe(ckpt, tmp_path / "online"))
     before = {n: p.detach().clone() for n, p in trainer.setup.bagel.named_parameters()}
     stats = trainer.run()[-1]
     assert stats["pairs/num"] >= 1
@@ -33,7 +30,7 @@ def test_online_then_offline_dpo(ckpt, tmp_path):
     GRPOTrainer(
         grpo_recipe(ckpt, tmp_path / "grpo", **{"eval.num_prompts": 0, "grpo.inner_updates": 1})
     ).run()
-    off = _dpo(
+    off = dpo_recipe(
         ckpt,
         tmp_path / "offline",
         **{"dpo.pair_mode": "offline", "pairs.rollouts_dir": str(tmp_path / "grpo" / "rollouts")},
@@ -43,7 +40,7 @@ def test_online_then_offline_dpo(ckpt, tmp_path):
 
 
 def test_ranked_pairs_and_inner_updates(ckpt, tmp_path):
-    recipe = _dpo(ckpt, tmp_path / "ranked", **{"pairs.pairs_per_group": 2, "pairs.inner_updates": 2})
+    recipe = dpo_recipe(ckpt, tmp_path / "ranked", **{"pairs.pairs_per_group": 2, "pairs.inner_updates": 2})
     stats = DPOTrainer(recipe).run()[-1]
     groups = recipe.prompts.per_step
     assert 1 <= stats["pairs/num"] <= 2 * groups
@@ -54,4 +51,4 @@ def test_ranked_pairs_and_inner_updates(ckpt, tmp_path):
 
 def test_pairs_per_group_above_half_the_group_is_rejected(ckpt, tmp_path):
     with pytest.raises(Exception, match="pairs.pairs_per_group"):
-        _dpo(ckpt, tmp_path / "bad", **{"pairs.pairs_per_group": 3}).validate()
+        dpo_recipe(ckpt, tmp_path / "bad", **{"pairs.pairs_per_group": 3}).validate()

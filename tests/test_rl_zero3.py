@@ -91,7 +91,7 @@ def test_two_process_zero3_grpo_lora(tmp_path):
 @pytest.mark.slow
 def test_two_process_zero3_dpo_full_finetune(tmp_path):
     # frozen-copy reference sharded like the policy; both ranks run the passes while either has a pair
-    over = {"pairs.pairs_per_group": 2, "pairs.inner_updates": 2, "train.micro_batch": 3}
+    over = {"pairs.pairs_per_group": 2, "pairs.inner_updates": 2}
     history, moved, out = _run(tmp_path, "dpo", ROOT / "scripts/dpo.py", algo="dpo", **over)
     assert [h["step"] for h in history] == [1, 2]
     assert history[0]["pairs/num"] >= 1
