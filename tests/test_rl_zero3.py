@@ -90,11 +90,13 @@ def test_two_process_zero3_grpo_lora(tmp_path):
 
 @pytest.mark.slow
 def test_two_process_zero3_dpo_full_finetune(tmp_path):
-    # frozen-copy reference sharded like the policy; both ranks run the passes while either has a pair
-    over = {"pairs.pairs_per_group": 2, "pairs.inner_updates": 2}
+    # frozen-copy reference sharded like the policy; both ranks run the passes while either has a pair, and as
+    # many passes as the rank with the most pairs (one pair per pass at micro_batch 2)
+    over = {"pairs.pairs_per_group": 2, "pairs.inner_updates": 2, "train.micro_batch": 2}
     history, moved, out = _run(tmp_path, "dpo", ROOT / "scripts/dpo.py", algo="dpo", **over)
     assert [h["step"] for h in history] == [1, 2]
     assert history[0]["pairs/num"] >= 1
+    assert history[0]["update/passes"] >= history[0]["pairs/num"]
     # before the first update the gathered reference equals the policy: loss log 2 per kind
     assert history[0]["first/text/loss"] == pytest.approx(0.6931, abs=1e-3)
     assert history[0]["first/flow/loss"] == pytest.approx(0.6931, abs=1e-3)

@@ -26,6 +26,7 @@ from irg_rl.train.rl_batch import sequence_logps
 from irg_rl.train.rl_loop import RLLoop
 from irg_rl.train.rl_outputs import load_rollout
 from irg_rl.train.rl_recipe import DPORecipe
+from irg_rl.train.zero3 import padded_schedule
 
 __all__ = ["DPOTrainer", "ranking_rewards", "train", "main"]
 
@@ -54,6 +55,12 @@ class DPOTrainer(RLLoop):
                 raise FileNotFoundError(f"pairs.rollouts_dir={root}: no saved rollouts (step-*.pt)")
             self.offline_files = files * recipe.pairs.epochs
 
+    def _pair_chunks(self, num_pairs: int) -> list[list[int]]:
+        """Pair indices per forward/backward pass: `train.micro_batch` trajectories, i.e. micro_batch // 2 pairs
+        (a pair's two trajectories share a pass; 0 = all pairs at once)."""
+        per = max(1, self.recipe.train.micro_batch // 2) if self.recipe.train.micro_batch else num_pairs
+        return [list(range(a, min(a + per, num_pairs))) for a in range(0, num_pairs, per)]
+
     def pair_loss(
         self, batch: TrajectoryBatch, components: dict[str, torch.Tensor], G: int
     ) -> dict[str, float]:
@@ -66,41 +73,49 @@ class DPOTrainer(RLLoop):
         if s.lockstep(int(pairs.group.numel() > 0)) == 0:
             stats["update/skipped_no_signal"] = 1.0
             return stats
-        weight = float(pairs.group.numel() > 0)
-        if weight:
-            chosen, rejected = pairs.flat(G)
-            idx, P = torch.cat([chosen, rejected]).tolist(), chosen.numel()
-        else:
-            idx, P = [0, 0], 1
-        sub = batch.subset(idx)
+        has_pairs = pairs.group.numel() > 0
+        chosen, rejected = pairs.flat(G) if has_pairs else (torch.zeros(1, dtype=torch.long),) * 2
+        P = chosen.numel()
+        chunks = self._pair_chunks(P)
+        sched = padded_schedule(chunks, s.lockstep(len(chunks)))
+        if not has_pairs:
+            sched = [(idx, 0.0) for idx, _ in sched]
+        subs = [batch.subset(torch.cat([chosen[c], rejected[c]]).tolist()) for c, _ in sched]
         with s.reference() as ref_model:
-            ref_text, ref_flow = sequence_logps(sub, rescore(ref_model, sub))
+            refs = [sequence_logps(sub, rescore(ref_model, sub)) for sub in subs]
+        stats["update/passes"] = float(len(sched))
 
-        def terms(pol, ref):
+        def terms(pol, ref, n):
             if pol is None:
                 return None
-            return DPOTerms(pol[:P], pol[P:], ref[:P].detach(), ref[P:].detach())
+            return DPOTerms(pol[:n], pol[n:], ref[:n].detach(), ref[n:].detach())
 
         for inner in range(pc.inner_updates):
             s.opt.zero_grad(set_to_none=True)
-            pol_text, pol_flow = sequence_logps(sub, rescore(s.view, sub))
-            text = terms(pol_text, ref_text) if d.text_loss_weight > 0 else None
-            flow = terms(pol_flow, ref_flow) if d.flow_loss_weight > 0 else None
-            loss, ls = dpo_loss(text, flow, d)
-            s.acc.backward(loss * weight)
+            agg: dict[str, float] = {}
+            for j, ((c, weight), sub, (ref_text, ref_flow)) in enumerate(zip(sched, subs, refs, strict=True)):
+                pol_text, pol_flow = sequence_logps(sub, rescore(s.view, sub))
+                text = terms(pol_text, ref_text, len(c)) if d.text_loss_weight > 0 else None
+                flow = terms(pol_flow, ref_flow, len(c)) if d.flow_loss_weight > 0 else None
+                loss, ls = dpo_loss(text, flow, d)
+                # the loss and every logged stat are means over pairs: a pass's share is its pair count over P
+                share = weight * len(c) / P
+                s.backward(loss * share, boundary=j == len(sched) - 1)
+                for k, v in ls.items():
+                    agg[k] = agg.get(k, 0.0) + share * v
             if self.recipe.optim.grad_clip > 0:
                 gn = s.acc.clip_grad_norm_(s.module.parameters(), self.recipe.optim.grad_clip)
-                stats["grad_norm"] = float(gn) if gn is not None else float("nan")
+                agg["grad_norm"] = float(gn) if gn is not None else float("nan")
             s.opt.step()
             s.opt.zero_grad(set_to_none=True)
             if inner == 0:  # the first inner step's stats describe the batch as sampled
                 stats.update(
-                    {f"first/{k}": v for k, v in ls.items() if k in ("loss", "text/loss", "flow/loss")}
+                    {f"first/{k}": v for k, v in agg.items() if k in ("loss", "text/loss", "flow/loss")}
                 )
-        if not weight:
+        if not has_pairs:
             stats["update/skipped_no_signal"] = 1.0
             return stats
-        stats.update(ls)
+        stats.update(agg)
         stats["pairs/reward_gap_mean"] = float(
             (r[pairs.group, pairs.chosen] - r[pairs.group, pairs.rejected]).mean()
         )

@@ -58,8 +58,8 @@ class RLTrainSection:
     seed: int = 0
     # mixed precision: auto (bf16 on GPU, none on CPU) | no | bf16 | fp16
     mixed_precision: str = "auto"
-    # GRPO: trajectories per re-scoring forward pass (gradients accumulate across them; 0 = all at once). DPO
-    # does not read it yet: each batch of pairs is scored in one pass
+    # trajectories per re-scoring forward pass (gradients accumulate across them; 0 = all at once). DPO keeps a
+    # pair's two trajectories in one pass: micro_batch // 2 pairs per pass (at least one)
     micro_batch: int = 0
     # recompute each LLM/ViT layer's activations in the update's backward pass (less memory, more update time)
     grad_checkpointing: bool = False
