@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= runs/demo
 DEMO_ARGS ?=
 
-.PHONY: venv demo test test-slow lint format clean-demo
+.PHONY: venv demo test test-slow lint format clean-demo ci-clone
 
 venv: $(STAMP)
 
@@ -38,3 +38,7 @@ format: $(STAMP)
 
 clean-demo:
 	rm -rf $(DEMO_OUT)
+
+# .ci/run on a fresh clone of HEAD (its own ~7 GB venv), removed afterwards whatever the outcome
+ci-clone:
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && git clone -q . "$$d/p" && cd "$$d/p" && CI=true bash .ci/run

@@ -19,9 +19,8 @@ SCHEMAS = {
 }
 FILES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate")
 # values a recipe leaves required (`???`) because only the user knows them
-REQUIRED = {
-    "bagel7b/grpo": ["model.source=/ckpt/bagel-irg-sft", "prompts.source=/data/geneval_prompts.jsonl"]
-}
+_BAGEL7B = ["model.source=/ckpt/bagel-irg-sft", "prompts.source=/data/geneval_prompts.jsonl"]
+REQUIRED = {"bagel7b/grpo": _BAGEL7B, "bagel7b/dpo": _BAGEL7B}
 
 
 def test_every_recipe_has_a_schema():
