@@ -170,3 +170,30 @@ def test_round_2_baseline_image_1_by_hand():
         CreditConfig(mode="shared", round_2_baseline="image_1").validate()
     with pytest.raises(ConfigError, match="round_2_baseline"):
         CreditConfig(round_2_baseline="first").validate()
+
+
+def test_round_2_baseline_same_image_1_reward_by_hand():
+    """image_1 [1, 1, 0, 0] / [.5, .5, .5, 1], image_2 [1, .5, .5, 0] / [1, 0, .5, 1]. Against the whole group, row
+    0 is [1.414, 0, 0, -1.414] (round 2 credited for the better image_1). Among equal image_1 scores: row 0 is
+    {1, .5} -> [1, -1] and {.5, 0} -> [1, -1]; row 1's three 0.5s have r2 {1, 0, .5}: mean .5, std sqrt(1/6), so
+    [1.2247, -1.2247, 0]; its lone 1.0 has no peer and is dropped."""
+    rewards = {
+        "image_1": torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.5, 1.0]]),
+        "image_2": torch.tensor([[1.0, 0.5, 0.5, 0.0], [1.0, 0.0, 0.5, 1.0]]),
+    }
+    only_image_2 = dict(improvement=0.0, no_regression=0.0, format=0.0)
+    cfg = CreditConfig(round_2_baseline="image_1_reward", **only_image_2)
+    same = assign_credit(rewards, cfg, eps=0.0)
+    z = math.sqrt(1.5)  # 0.5 / sqrt(1/6)
+    assert torch.allclose(same.round_2, torch.tensor([[1.0, -1.0, 1.0, -1.0], [z, -z, 0.0, 0.0]]), atol=1e-6)
+    assert same.valid_2.tolist() == [[True] * 4, [True, True, True, False]]
+    assert same.stats["round_2_baseline_groups"] == 4 and same.stats["zero_std_groups_round_2"] == 1
+    assert abs(same.stats["round_2_adv_vs_image_1_corr"]) < 1e-9
+    group = assign_credit(rewards, CreditConfig(**only_image_2), eps=0.0)
+    assert torch.equal(same.round_1, group.round_1)  # round 1 still against the whole group
+    # flat [B] rewards with group labels give the same credit
+    labels = torch.tensor([7] * 4 + [3] * 4)
+    flat = assign_credit({k: v.reshape(-1) for k, v in rewards.items()}, cfg, labels, eps=0.0)
+    assert torch.allclose(flat.round_2, same.round_2.reshape(-1), atol=1e-6)
+    with pytest.raises(ConfigError, match="image_1_reward needs mode: per_round"):
+        CreditConfig(mode="shared", round_2_baseline="image_1_reward").validate()

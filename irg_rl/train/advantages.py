@@ -187,7 +187,8 @@ def assign_credit(
 
     `branches`: round-2 continuations per first round (sampling.round2_branches); with
     `cfg.round_2_baseline == "image_1"` the round-2 reward is normalised within each run of `branches` consecutive
-    samples of a group (`[num_groups, G]` rewards only), i.e. against the other continuations of the same image_1.
+    samples of a group (`[num_groups, G]` rewards only), i.e. against the other continuations of the same image_1;
+    with `"image_1_reward"` it is normalised within each group's samples of equal image_1 reward (any shape).
 
     rewards: component name -> `[num_groups, G]` (or `[B]` with `group_ids` `[B]`); names `image_1`, `image_2`,
     `improvement`, `no_regression`, `format` (those with non-zero weight in `cfg` are required; `image_1` always in
@@ -224,6 +225,10 @@ def assign_credit(
             )
         res2 = group_advantages(r2.reshape(-1, branches), **kw)
         res2.advantages, res2.valid = res2.advantages.reshape(r2.shape), res2.valid.reshape(r2.shape)
+    elif cfg.round_2_baseline == "image_1_reward":
+        ids = _same_image_1_ids(r1, group_ids)
+        res2 = group_advantages(r2.reshape(-1), **{**kw, "group_ids": ids})
+        res2.advantages, res2.valid = res2.advantages.reshape(r2.shape), res2.valid.reshape(r2.shape)
     else:
         res2 = group_advantages(r2, **kw)
     stats.update(
@@ -241,6 +246,18 @@ def assign_credit(
         res1.num_groups + res2.num_groups, 1
     )
     return _train_only(CreditAdvantages(res1.advantages, res2.advantages, res1.valid, res2.valid, stats), cfg)
+
+
+def _same_image_1_ids(r1: torch.Tensor, group_ids: torch.Tensor | None) -> torch.Tensor:
+    """Flat `[B]` labels of (group, image_1 reward) strata. r1 `[num_groups, G]`, or `[B]` with group_ids `[B]`."""
+    groups = (
+        torch.arange(r1.shape[0], device=r1.device).repeat_interleave(r1.shape[1])
+        if group_ids is None
+        else group_ids
+    )
+    # rounded so that float noise in a reward plug-in cannot split equal scores
+    score = torch.round(r1.reshape(-1).double() * 1e6).long()
+    return torch.unique(torch.stack([groups.reshape(-1).long(), score], dim=1), dim=0, return_inverse=True)[1]
 
 
 def _train_only(credit: CreditAdvantages, cfg: CreditConfig) -> CreditAdvantages:

@@ -30,7 +30,7 @@ OLD_LOGPROBS = ("rollout", "trainer")
 # how one trajectory's rewards become advantages for its segments
 CREDIT_MODES = ("shared", "per_round")
 # what the round-2 reward is normalised against (CreditConfig.round_2_baseline)
-ROUND_2_BASELINES = ("group", "image_1")
+ROUND_2_BASELINES = ("group", "image_1", "image_1_reward")
 # what a NaN (not applicable) reward component does inside a weighted sum
 MISSING_POLICIES = ("skip", "renormalize")
 
@@ -63,7 +63,9 @@ class CreditConfig:
     train_rounds: list[int] = field(default_factory=lambda: [1, 2])
     # per_round only: what the round-2 reward is compared with. "group": every sample of the prompt (so a good
     # image_1 raises the round-2 credit of whatever followed it); "image_1": the other continuations of the same
-    # first round (needs sampling.round2_branches >= 2), so round 2 is credited only for what it added
+    # first round (needs sampling.round2_branches >= 2), so round 2 is credited only for what it added;
+    # "image_1_reward": the samples of the prompt whose image_1 scored the same (no extra sampling; a sample alone
+    # in its score is dropped from round 2's update)
     round_2_baseline: str = "group"
 
     def validate(self, section: str = "credit") -> None:
@@ -89,7 +91,7 @@ class CreditConfig:
             self.round_2_baseline == "group" or self.mode == "per_round",
             section,
             "round_2_baseline",
-            "image_1 needs mode: per_round (shared credit has no separate round-2 advantage)",
+            f"{self.round_2_baseline} needs mode: per_round (shared credit has no separate round-2 advantage)",
         )
         rounds = list(self.train_rounds)
         _require(
