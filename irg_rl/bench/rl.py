@@ -1,6 +1,7 @@
 """RL benchmark: `python scripts/bench.py rl [options]`.
 
-Runs a few GRPO steps (`GRPOTrainer`, the real driver) from a random checkpoint written to a temp dir (every
+Runs a few GRPO steps (`GRPOTrainer`, the real driver; `--algo dpo`: `DPOTrainer`, best vs worst pair per group)
+from a random checkpoint written to a temp dir (every
 weight random so every term is non-trivial; fixed-length thinks) and reports the time split between rollout,
 reward wait, update and weight sync, trajectories/s, and the first inner step's max |ratio - 1|.
 Default: the tiny preset on CPU with the `shapes` reward. `--engine ray` measures the Ray rollout path.
@@ -50,7 +51,8 @@ def _checkpoint(root: Path, preset: str, layers: int) -> Path:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="bench.py rl", description=__doc__)
-    ap.add_argument("--steps", type=int, default=3, help="GRPO steps measured (after one warm-up step)")
+    ap.add_argument("--algo", default="grpo", choices=["grpo", "dpo"])
+    ap.add_argument("--steps", type=int, default=3, help="RL steps measured (after one warm-up step)")
     ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
     ap.add_argument("--group", type=int, default=8, help="trajectories per prompt (G)")
     ap.add_argument("--engine", default="local", choices=["local", "ray"])
@@ -80,8 +82,9 @@ def main(argv: list[str]) -> None:
         raise SystemExit("--preset bagel-7b-mot needs a GPU (random bf16 weights are built on it)")
     torch.set_num_threads(args.threads)
     from irg_rl.config import config_from_dict
+    from irg_rl.train.dpo import DPOTrainer
     from irg_rl.train.grpo import GRPOTrainer
-    from irg_rl.train.rl_recipe import GRPORecipe
+    from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe
 
     with tempfile.TemporaryDirectory() as tmp:
         ck = _checkpoint(Path(tmp), args.preset, args.layers)
@@ -98,7 +101,6 @@ def main(argv: list[str]) -> None:
         d = {
             "model": {"source": str(ck)},
             "sampling": sampling,
-            "grpo": {"group_size": args.group, "inner_updates": 1, "sde_window_size": 2},
             "prompts": {"per_step": args.prompts, "num_train": 200},
             "rollout": {"engine": args.engine, "num_workers": args.workers, "threads": max(1, args.threads // args.workers),
                         "cpus_per_worker": 1, "weight_sync": args.weight_sync},
@@ -120,7 +122,14 @@ def main(argv: list[str]) -> None:
                     "target_modules": r".*(q_proj|k_proj|v_proj|o_proj)_moe_gen",
                 }
             }
-        trainer = GRPOTrainer(config_from_dict(GRPORecipe, d))
+        if args.algo == "grpo":
+            d["grpo"] = {"group_size": args.group, "inner_updates": 1, "sde_window_size": 2}
+            trainer = GRPOTrainer(config_from_dict(GRPORecipe, d))
+        else:
+            sampling["sde_window_size"] = 2
+            d["pairs"] = {"group_size": args.group, "inner_updates": 1}
+            d["dpo"] = {"beta_text": 0.1, "beta_flow": 200.0}
+            trainer = DPOTrainer(config_from_dict(DPORecipe, d))
         hist = trainer.run()[1:]  # drop the warm-up step
         peak = torch.cuda.max_memory_allocated() / 2**30 if gpu else None
         trainer_spec = trainer.setup.spec
@@ -129,6 +138,8 @@ def main(argv: list[str]) -> None:
     mean = {k: sum(h[k] for h in hist) / len(hist) for k in keys}
     for k in ("ratio_check/text_max_dev", "ratio_check/flow_max_dev"):
         mean[k] = max(h.get(k, float("nan")) for h in hist)
+    for k in ("pairs/num", "update/passes"):  # DPO; a step with no pair has no passes
+        mean[k] = sum(h.get(k, 0.0) for h in hist) / len(hist)
     where = (
         f"{torch.cuda.get_device_name()} (peak {peak:.1f} GiB)"
         if gpu
@@ -140,7 +151,7 @@ def main(argv: list[str]) -> None:
         else f"BAGEL-7B-MoT dims ({args.layers} of 28 layers) at {sampling['resolution']}^2"
     )
     head = (
-        f"rl bench: {model}, GRPO {args.prompts}x{args.group} trajectories/step, engine={args.engine} "
+        f"rl bench: {model}, {args.algo.upper()} {args.prompts}x{args.group} trajectories/step, engine={args.engine} "
         f"workers={args.workers} weight_sync={args.weight_sync}, rollout on {trainer_spec.device} "
         f"{trainer_spec.dtype}, {'LoRA r16 gen expert' if args.lora else 'full FT'}, think<={t1}/{t2} tokens, "
         f"micro_batch {args.micro_batch}{', grad checkpointing' if args.grad_checkpointing else ''}, "
@@ -154,9 +165,12 @@ def main(argv: list[str]) -> None:
         f"| {mean['time/update_s']:.2f} | {mean['time/sync_s']:.3f} | {mean['time/step_s']:.2f} "
         f"| {mean['trajectories_per_s']:.2f} |"
     )
-    print(
-        f"first inner step max |ratio - 1|: text {mean['ratio_check/text_max_dev']:.2e}, "
-        f"flow {mean['ratio_check/flow_max_dev']:.2e}"
-    )
+    if args.algo == "grpo":
+        print(
+            f"first inner step max |ratio - 1|: text {mean['ratio_check/text_max_dev']:.2e}, "
+            f"flow {mean['ratio_check/flow_max_dev']:.2e}"
+        )
+    else:
+        print(f"pairs per step {mean['pairs/num']:.1f}, update passes per step {mean['update/passes']:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"config": head, "peak_gib": peak, **mean}, indent=2))
