@@ -40,5 +40,7 @@ clean-demo:
 	rm -rf $(DEMO_OUT)
 
 # .ci/run on a fresh clone of HEAD (its own ~7 GB venv), removed afterwards whatever the outcome
+# (dash runs an EXIT trap on a signal only if the signal's own trap exits; the inner make gets no MAKEFLAGS)
 ci-clone:
-	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && git clone -q . "$$d/p" && cd "$$d/p" && CI=true bash .ci/run
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && trap 'exit 130' INT && trap 'exit 143' TERM HUP && \
+	git clone -q . "$$d/p" && cd "$$d/p" && env -u MAKEFLAGS -u MAKELEVEL CI=true bash .ci/run

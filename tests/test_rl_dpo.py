@@ -55,7 +55,8 @@ def test_pairs_per_group_above_half_the_group_is_rejected(ckpt, tmp_path):
 
 
 def test_micro_batches_over_pairs_give_the_same_step(ckpt, tmp_path):
-    """`train.micro_batch` splits the pairs over passes (one pair per pass at 2) without changing the update."""
+    """`train.micro_batch` splits the pairs over passes without changing the update: one pair per pass (2), uneven
+    passes of 3 + 1 pairs (6), and passes padded with zero-weight repeats as on a ZeRO-3 rank with fewer pairs."""
     over = {
         "pairs.pairs_per_group": 2,
         "pairs.inner_updates": 2,
@@ -65,18 +66,23 @@ def test_micro_batches_over_pairs_give_the_same_step(ckpt, tmp_path):
     # a large Adam eps makes the step proportional to the gradient: with the default 1e-15 a gradient that is 0 up
     # to float rounding takes a full lr step of either sign, so summation order alone would move weights apart
     over["optim.eps"] = 1e-3
-    runs = []
-    for mb in (0, 2):
-        trainer = DPOTrainer(dpo_recipe(ckpt, tmp_path / f"mb{mb}", **over, **{"train.micro_batch": mb}))
+    runs = {}
+    for name, mb, pad in (("whole", 0, 0), ("pair", 2, 0), ("uneven", 6, 0), ("padded", 2, 2)):
+        trainer = DPOTrainer(dpo_recipe(ckpt, tmp_path / name, **over, **{"train.micro_batch": mb}))
+        if pad:  # as if another rank had `pad` more passes (single process: lockstep returns n unchanged)
+            trainer.setup.lockstep = lambda n, pad=pad: n + pad
         start = {n: p.detach().clone() for n, p in trainer.setup.bagel.named_parameters()}
         stats = trainer.run()[-1]
-        runs.append((stats, {n: p.detach().clone() for n, p in trainer.setup.bagel.named_parameters()}))
-    (whole, w_whole), (split, w_split) = runs
-    assert whole["update/passes"] == 1.0
-    assert split["update/passes"] == split["pairs/num"] >= 2
-    for key in ("pairs/num", "first/loss", "loss", "text/loss", "flow/reward_margin", "grad_norm"):
-        assert split[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-6), key
+        runs[name] = (stats, {n: p.detach().clone() for n, p in trainer.setup.bagel.named_parameters()})
+    whole, w_whole = runs["whole"]
+    P = whole["pairs/num"]
+    assert P == 4  # two groups, two pairs each: the split into 3 + 1 is uneven
+    expected_passes = {"whole": 1, "pair": P, "uneven": 2, "padded": P + 2}
     moved = max((w_whole[n] - start[n]).abs().max().item() for n in start)
-    apart = max((w_whole[n] - w_split[n]).abs().max().item() for n in w_whole)
-    print(f"moved {moved:.3g} apart {apart:.3g}")
-    assert moved > 1e-5 and apart < 1e-3 * moved  # the weights moved, and moved alike
+    assert moved > 1e-5
+    for name, (stats, weights) in runs.items():
+        assert stats["update/passes"] == expected_passes[name], name
+        for key in ("pairs/num", "first/loss", "loss", "text/loss", "flow/reward_margin", "grad_norm"):
+            assert stats[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-6), (name, key)
+        apart = max((w_whole[n] - weights[n]).abs().max().item() for n in w_whole)
+        assert apart < 1e-3 * moved, (name, apart, moved)  # the weights moved alike

@@ -188,6 +188,7 @@ def test_round_2_baseline_same_image_1_reward_by_hand():
     assert torch.allclose(same.round_2, torch.tensor([[1.0, -1.0, 1.0, -1.0], [z, -z, 0.0, 0.0]]), atol=1e-6)
     assert same.valid_2.tolist() == [[True] * 4, [True, True, True, False]]
     assert same.stats["round_2_baseline_groups"] == 4 and same.stats["zero_std_groups_round_2"] == 1
+    assert same.stats["round_2_trained_share"] == 7 / 8
     assert abs(same.stats["round_2_adv_vs_image_1_corr"]) < 1e-9
     group = assign_credit(rewards, CreditConfig(**only_image_2), eps=0.0)
     assert torch.equal(same.round_1, group.round_1)  # round 1 still against the whole group

@@ -3,7 +3,8 @@
 Runs a few GRPO steps (`GRPOTrainer`, the real driver; `--algo dpo`: `DPOTrainer`, best vs worst pair per group)
 from a random checkpoint written to a temp dir (every
 weight random so every term is non-trivial; fixed-length thinks) and reports the time split between rollout,
-reward wait, update and weight sync, trajectories/s, and the first inner step's max |ratio - 1|.
+reward wait, update and weight sync, trajectories/s, and the first inner step's max |ratio - 1| (GRPO) or the
+pairs and update passes per step (DPO).
 Default: the tiny preset on CPU with the `shapes` reward. `--engine ray` measures the Ray rollout path.
 
 GPU: `--preset bagel-7b-mot --layers N --resolution 512 --lora` builds BAGEL-7B-MoT dims (N of the 28 decoder
@@ -138,8 +139,9 @@ def main(argv: list[str]) -> None:
     mean = {k: sum(h[k] for h in hist) / len(hist) for k in keys}
     for k in ("ratio_check/text_max_dev", "ratio_check/flow_max_dev"):
         mean[k] = max(h.get(k, float("nan")) for h in hist)
-    for k in ("pairs/num", "update/passes"):  # DPO; a step with no pair has no passes
-        mean[k] = sum(h.get(k, 0.0) for h in hist) / len(hist)
+    if args.algo == "dpo":  # a step with no pair has no passes
+        for k in ("pairs/num", "update/passes"):
+            mean[k] = sum(h.get(k, 0.0) for h in hist) / len(hist)
     where = (
         f"{torch.cuda.get_device_name()} (peak {peak:.1f} GiB)"
         if gpu
@@ -171,6 +173,6 @@ def main(argv: list[str]) -> None:
             f"flow {mean['ratio_check/flow_max_dev']:.2e}"
         )
     else:
-        print(f"pairs per step {mean['pairs/num']:.1f}, update passes per step {mean['update/passes']:.1f}")
+        print(f"pairs per step {mean['pairs/num']:.1f}, passes per inner update {mean['update/passes']:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"config": head, "peak_gib": peak, **mean}, indent=2))

@@ -236,6 +236,8 @@ def assign_credit(
         zero_std_groups_round_1=res1.num_zero_std,
         zero_std_groups_round_2=res2.num_zero_std,
         round_2_baseline_groups=res2.num_groups,
+        # share of samples whose round 2 carries signal (image_1_reward drops samples alone in their score)
+        round_2_trained_share=float(res2.valid.float().mean().item()) if res2.valid.numel() else 0.0,
     )
     if group_ids is None:
         # how much the round-2 credit leans on image_1, an outcome round 2 did not choose (credit_diagnostics)

@@ -108,7 +108,7 @@ class DPOTrainer(RLLoop):
                 agg["grad_norm"] = float(gn) if gn is not None else float("nan")
             s.opt.step()
             s.opt.zero_grad(set_to_none=True)
-            if inner == 0:  # the first inner step's stats describe the batch as sampled
+            if inner == 0 and has_pairs:  # the first inner step's stats describe the batch as sampled
                 stats.update(
                     {f"first/{k}": v for k, v in agg.items() if k in ("loss", "text/loss", "flow/loss")}
                 )
