@@ -11,7 +11,7 @@ from peft.tuners.lora import LoraLayer
 from irg_rl.rollout.weight_sync import changing_keys, export_weights
 from irg_rl.train.freeze import apply_lora, merged_state_dict
 from irg_rl.train.sft_config import LoraSection
-from irg_rl.train.zero3 import is_partitioned, max_across, padded_schedule
+from irg_rl.train.zero3 import index_chunks, is_partitioned, max_across, padded_schedule
 
 torch.set_num_threads(1)
 
@@ -92,3 +92,10 @@ def test_max_across_one_process_is_the_identity():
         num_processes = 1
 
     assert max_across(OneProcess(), 7) == 7
+
+
+def test_index_chunks_splits_in_order_with_a_shorter_last_chunk():
+    assert index_chunks(5, 2) == [[0, 1], [2, 3], [4]]
+    assert index_chunks(5, 0) == [[0, 1, 2, 3, 4]]  # 0 = everything in one pass
+    assert index_chunks(3, 7) == [[0, 1, 2]]
+    assert index_chunks(0, 0) == []

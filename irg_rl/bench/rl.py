@@ -137,9 +137,10 @@ def main(argv: list[str]) -> None:
     keys = ("time/rollout_s", "time/reward_wait_s", "time/reward_compute_s", "time/update_s", "time/sync_s",
             "time/step_s", "trajectories_per_s")  # fmt: skip
     mean = {k: sum(h[k] for h in hist) / len(hist) for k in keys}
-    for k in ("ratio_check/text_max_dev", "ratio_check/flow_max_dev"):
-        mean[k] = max(h.get(k, float("nan")) for h in hist)
-    if args.algo == "dpo":  # a step with no pair has no passes
+    if args.algo == "grpo":
+        for k in ("ratio_check/text_max_dev", "ratio_check/flow_max_dev"):
+            mean[k] = max(h.get(k, float("nan")) for h in hist)
+    else:  # a step with no pair has no passes
         for k in ("pairs/num", "update/passes"):
             mean[k] = sum(h.get(k, 0.0) for h in hist) / len(hist)
     where = (

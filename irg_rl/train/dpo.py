@@ -26,7 +26,7 @@ from irg_rl.train.rl_batch import sequence_logps
 from irg_rl.train.rl_loop import RLLoop
 from irg_rl.train.rl_outputs import load_rollout
 from irg_rl.train.rl_recipe import DPORecipe
-from irg_rl.train.zero3 import padded_schedule
+from irg_rl.train.zero3 import index_chunks, padded_schedule
 
 __all__ = ["DPOTrainer", "ranking_rewards", "train", "main"]
 
@@ -55,12 +55,6 @@ class DPOTrainer(RLLoop):
                 raise FileNotFoundError(f"pairs.rollouts_dir={root}: no saved rollouts (step-*.pt)")
             self.offline_files = files * recipe.pairs.epochs
 
-    def _pair_chunks(self, num_pairs: int) -> list[list[int]]:
-        """Pair indices per forward/backward pass: `train.micro_batch` trajectories, i.e. micro_batch // 2 pairs
-        (a pair's two trajectories share a pass; 0 = all pairs at once)."""
-        per = max(1, self.recipe.train.micro_batch // 2) if self.recipe.train.micro_batch else num_pairs
-        return [list(range(a, min(a + per, num_pairs))) for a in range(0, num_pairs, per)]
-
     def pair_loss(
         self, batch: TrajectoryBatch, components: dict[str, torch.Tensor], G: int
     ) -> dict[str, float]:
@@ -76,7 +70,9 @@ class DPOTrainer(RLLoop):
         has_pairs = pairs.group.numel() > 0
         chosen, rejected = pairs.flat(G) if has_pairs else (torch.zeros(1, dtype=torch.long),) * 2
         P = chosen.numel()
-        chunks = self._pair_chunks(P)
+        # `train.micro_batch` counts trajectories and a pair's two share a pass: micro_batch // 2 pairs (>= 1)
+        mb = self.recipe.train.micro_batch
+        chunks = index_chunks(P, max(1, mb // 2) if mb else 0)
         sched = padded_schedule(chunks, s.lockstep(len(chunks)))
         if not has_pairs:
             sched = [(idx, 0.0) for idx, _ in sched]

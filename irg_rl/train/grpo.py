@@ -26,7 +26,7 @@ from irg_rl.train.policy_loss import grpo_loss
 from irg_rl.train.rl_batch import flow_terms, ratio_deviation, text_terms
 from irg_rl.train.rl_loop import RLLoop
 from irg_rl.train.rl_recipe import GRPORecipe
-from irg_rl.train.zero3 import padded_schedule
+from irg_rl.train.zero3 import index_chunks, padded_schedule
 
 __all__ = ["GRPOTrainer", "train", "main"]
 
@@ -66,8 +66,7 @@ class GRPOTrainer(RLLoop):
         )
 
     def _micro_batches(self, n: int) -> list[list[int]]:
-        mb = self.recipe.train.micro_batch or n
-        return [list(range(a, min(a + mb, n))) for a in range(0, n, mb)]
+        return index_chunks(n, self.recipe.train.micro_batch)
 
     def update(self, batch: TrajectoryBatch, rewards: TrajectoryRewards) -> dict[str, float]:
         s, g = self.setup, self.recipe.grpo

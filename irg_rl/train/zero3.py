@@ -18,7 +18,15 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 
-__all__ = ["is_partitioned", "zero_stage", "gathered", "max_across", "padded_schedule", "sharded_reference"]
+__all__ = [
+    "is_partitioned",
+    "zero_stage",
+    "gathered",
+    "max_across",
+    "index_chunks",
+    "padded_schedule",
+    "sharded_reference",
+]
 
 
 def is_partitioned(model: nn.Module) -> bool:
@@ -52,6 +60,12 @@ def max_across(acc, n: int) -> int:
         return int(n)
     t = torch.tensor([int(n)], device=acc.device, dtype=torch.long)
     return int(acc.reduce(t, reduction="max").item())
+
+
+def index_chunks(n: int, size: int) -> list[list[int]]:
+    """`range(n)` in consecutive chunks of `size` (the last may be shorter); `size` 0 = one chunk of all n."""
+    step = max(size or n, 1)
+    return [list(range(a, min(a + step, n))) for a in range(0, n, step)]
 
 
 def padded_schedule(micro: list[list[int]], target: int) -> list[tuple[list[int], float]]:
