@@ -42,6 +42,7 @@ BUILTINS: dict[str, str] = {
     "reflection_format": "rewards.builtins.reflection:ReflectionFormatReward",
     "improvement": "rewards.builtins.reflection:ImprovementReward",
     "no_regression": "rewards.builtins.reflection:NoRegressionReward",
+    "verdict": "rewards.builtins.reflection:VerdictReward",
 }
 
 # rewards registered at run time with `register_reward` (tests, notebooks)

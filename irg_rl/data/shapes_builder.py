@@ -44,8 +44,8 @@ class ShapesDataConfig:
     num_prompts: int = 1000
     # seed of prompts, layouts, corruptions and text templates
     seed: int = 0
-    # share of prompts whose image_1 is already correct (the reflection says so and keeps it)
-    correct_share: float = 0.2
+    # share of prompts whose image_1 is already correct (the reflection says keep): 0.5 balances the verdict
+    correct_share: float = 0.5
     # where image_2's layout is written: "text" = think_1 plans every object's place and the reflection's final
     # prompt repeats the whole target scene (image_2 can be drawn from the text alone); "image_1" = neither names
     # places, so the unchanged objects' places are only in image_1 (the reflection's edit steps still do)

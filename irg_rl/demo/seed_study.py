@@ -24,6 +24,8 @@ METRICS = (
     ("IRG (turn 2) strict", "irg"),
     ("regression rate", "regression_rate"),
     ("improvement rate", "improvement_rate"),
+    ("keep | right", "keep_given_right"),
+    ("revise | wrong", "revise_given_wrong"),
 )
 
 
@@ -43,9 +45,9 @@ class SeedStudyOptions:
     eval_recipe: str = "recipes/shapes/eval.yaml"
     # training seeds, one run each
     seeds: list[int] = field(default_factory=lambda: [0, 1])
-    # images sampled per held-out prompt in each evaluation: 64 x 25 prompts = 1600 trajectories, binomial SE ~0.011
-    # (at 16 the start's own evaluation was 0.025 off its 1600-trajectory value, larger than most RL gains)
-    images_per_prompt: int = 64
+    # images sampled per held-out prompt in each evaluation: 16 x 106 prompts = 1696 trajectories, binomial SE
+    # <= 0.012 (small evaluations were off their large-evaluation value by more than most RL gains)
+    images_per_prompt: int = 16
     # run folder
     out: str = "runs/seed_study"
     # extra key=value overrides of the RL recipe (e.g. train.max_steps=20)
@@ -78,6 +80,9 @@ def _eval(opts: SeedStudyOptions, source_of) -> Callable[[Path], dict]:
             # None (no turn-1 image right, or none wrong) is stored as NaN
             "regression_rate": _nan_if_none(s["transitions"]["regression_rate"]),
             "improvement_rate": _nan_if_none(s["transitions"]["improvement_rate"]),
+            "keep_given_right": _nan_if_none(s.get("verdict", {}).get("keep_given_right")),
+            "revise_given_wrong": _nan_if_none(s.get("verdict", {}).get("revise_given_wrong")),
+            "stopped_share": _nan_if_none(s.get("verdict", {}).get("stopped_share")),
         }
 
     return run

@@ -4,12 +4,16 @@ Turns: `no_think` (one round, no thinking), `think` (IRG turn 1: think_1 -> imag
 think_2 -> image_2). Transition rates compare the two IRG turns of the same sample, strict verdicts:
 - regression rate = P(turn 2 wrong | turn 1 correct): how often reflection breaks a correct image;
 - improvement rate = P(turn 2 correct | turn 1 wrong): how often reflection fixes a wrong image.
+When think_2's verdict was read (`sampling.keep_pattern`), `verdict` holds its confusion matrix against turn 1's
+strict judgement (`irg_rl.inference.verdict.verdict_confusion`) and the share of trajectories it stopped.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+
+from irg_rl.inference.verdict import verdict_confusion
 
 __all__ = ["TURNS", "TURN_TITLES", "mean", "turn_summary", "transition_rates", "summarize", "per_category"]
 
@@ -73,6 +77,14 @@ def summarize(records: list[dict]) -> dict:
         out["transitions"] = transition_rates(
             [r["turns"]["think"] for r in both], [r["turns"]["irg"] for r in both]
         )
+    judged = [r for r in records if r.get("verdict") is not None and "think" in r["turns"]]
+    if judged:
+        strict1 = [r["turns"]["think"].get("strict") for r in judged]
+        out["verdict"] = verdict_confusion(
+            [r["verdict"] for r in judged], [s >= 0.5 if _ok(s) else None for s in strict1]
+        )
+        out["verdict"]["stopped"] = sum(bool(r.get("stopped")) for r in judged)
+        out["verdict"]["stopped_share"] = out["verdict"]["stopped"] / len(judged)
     return out
 
 

@@ -118,6 +118,8 @@ def _chunk(
                 r["files"][f"think_{k}"] = f"turn{k}.txt"
                 r[f"think_{k}"] = traj.segment(f"think_{k}").text
                 r[f"think_{k}_stop"] = traj.segment(f"think_{k}").stop_reason
+            if traj.verdict is not None:  # think_2's keep / revise verdict; stopped = image_2 is image_1
+                r["verdict"], r["stopped"] = traj.verdict, traj.stopped
         img1, think1 = tb.images("image_1"), tb.texts("think_1")
         if "think" in settings.modes:
             add("think", img1, think_1=think1)
@@ -133,21 +135,29 @@ def _chunk(
 
 
 def summary_columns() -> list[str]:
-    """Columns of the one-row-per-model table: each turn strict and partial, then the regression rate."""
+    """Columns of the one-row-per-model table: each turn strict and partial, the regression and improvement rates,
+    then the verdict's two accuracies (keep given image_1 right, revise given wrong) and the stopped share."""
     cols = []
     for t in TURNS:
         cols += [f"{TURN_TITLES[t]} strict", f"{TURN_TITLES[t]} partial"]
-    return cols + ["regression rate", "improvement rate"]
+    return cols + ["regression rate", "improvement rate", "keep | right", "revise | wrong", "stopped"]
 
 
 def summary_row(results: dict) -> list[Any]:
-    """The cells of `summary_columns()` for one results dict (None where a turn was not evaluated)."""
+    """The cells of `summary_columns()` for one results dict (None where a turn or verdict was not evaluated)."""
     turns = results["summary"]["turns"]
     row: list[Any] = []
     for t in TURNS:
         row += [turns.get(t, {}).get("strict"), turns.get(t, {}).get("partial")]
     tr = results["summary"].get("transitions", {})
-    return row + [tr.get("regression_rate"), tr.get("improvement_rate")]
+    v = results["summary"].get("verdict", {})
+    return row + [
+        tr.get("regression_rate"),
+        tr.get("improvement_rate"),
+        v.get("keep_given_right"),
+        v.get("revise_given_wrong"),
+        v.get("stopped_share"),
+    ]
 
 
 def _settings_note(results: dict) -> str:
@@ -160,6 +170,20 @@ def _settings_note(results: dict) -> str:
         f"{t1.get('temperature')}/{t2.get('temperature')}, text CFG {t1.get('cfg_text_scale')}/"
         f"{t2.get('cfg_text_scale')}, image CFG turn 2 {t2.get('cfg_img_scale')}. Regression rate = P(turn 2 "
         "wrong | turn 1 correct); improvement rate = P(turn 2 correct | turn 1 wrong)."
+    )
+
+
+def _verdict_table(v: dict) -> Table:
+    """think_2's verdict against the scorer's strict judgement of image_1 (turn 1)."""
+    return Table(
+        "Verdict against the scorer's judgement of image_1",
+        ["image_1", "keep", "revise (incl. no verdict)", "accuracy"],
+        [
+            ["right", v["keep_right"], v["revise_right"], v["keep_given_right"]],
+            ["wrong", v["keep_wrong"], v["revise_wrong"], v["revise_given_wrong"]],
+        ],
+        f"{v['n']} trajectories; overall accuracy {v['accuracy']}; no verdict in {v['none']}; "
+        f"stopped (image_2 := image_1) {v['stopped']}.",
     )
 
 
@@ -212,16 +236,30 @@ def _write_outputs(out_dir: Path, results: dict, report: bool, report_samples: i
     cat_turns = [t for t in TURNS if t in turns]
     cat_table = Table(
         "Strict accuracy per category",
-        ["category", *[TURN_TITLES[t] for t in cat_turns], "regression rate"],
+        [
+            "category",
+            *[TURN_TITLES[t] for t in cat_turns],
+            "regression rate",
+            "improvement rate",
+            "keep | right",
+            "revise | wrong",
+        ],
         [
             [
                 c,
                 *[s["turns"].get(t, {}).get("strict") for t in cat_turns],
                 s.get("transitions", {}).get("regression_rate"),
+                s.get("transitions", {}).get("improvement_rate"),
+                s.get("verdict", {}).get("keep_given_right"),
+                s.get("verdict", {}).get("revise_given_wrong"),
             ]
             for c, s in cats.items()
         ],
     )
+    tables = [main, cat_table]
+    v = results["summary"].get("verdict")
+    if v:
+        tables.append(_verdict_table(v))
     tr = results["summary"].get("transitions")
     md = [
         f"# Evaluation: {results['prompt_set']}",
@@ -236,6 +274,15 @@ def _write_outputs(out_dir: Path, results: dict, report: bool, report_samples: i
             f"Regression rate {tr['regression_rate'] if tr['regression_rate'] is not None else 'n/a'} "
             f"({tr['regressed']}/{tr['turn1_correct']}); improvement rate "
             f"{tr['improvement_rate'] if tr['improvement_rate'] is not None else 'n/a'} ({tr['improved']}/{tr['turn1_wrong']}).",
+            "",
+        ]
+    if v:
+        md += [
+            "## Verdict (self-verification)",
+            "",
+            tables[2].note,
+            "",
+            markdown_table(tables[2].columns, tables[2].rows),
             "",
         ]
     md += ["## Per category", "", markdown_table(cat_table.columns, cat_table.rows), ""]
@@ -261,7 +308,7 @@ def _write_outputs(out_dir: Path, results: dict, report: bool, report_samples: i
         )
         views = sample_views(results, report_samples)
         paths["report"] = write_html_report(
-            out_dir, [main, cat_table], [curve], views, title=f"Evaluation: {results['prompt_set']}"
+            out_dir, tables, [curve], views, title=f"Evaluation: {results['prompt_set']}"
         )
     return paths
 

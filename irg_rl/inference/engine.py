@@ -8,6 +8,9 @@ main context instead of being recomputed:
   image-CFG = a fork of main taken before image_1, to which think_2's sampled ids are appended.
 image_1's latents are not kept in the context: image_1 is decoded, re-encoded as clean VAE tokens and ViT tokens
 and appended. The contexts of every branch are reported in `TrajectoryBatch.branch_segments`.
+When `sampling.keep_pattern` is set, think_2's verdict (keep / revise / none, `verdict.py`) is recorded per
+trajectory; with `sampling.on_keep: stop` the keep rows are left out of image_2's sampling (their caches are not
+selected), their image_2 is image_1, and `stats` counts the stopped trajectories and the denoising steps saved.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .image_sampler import ImageSample, needed_branches, sample_image
 from .sde import sde_window_mask, timestep_grid
 from .text_sampler import StopStrings, TextSample, sample_text
 from .trajectory import ImageSegment, TextSegment, Trajectory, TrajectoryBatch
+from .verdict import parse_verdicts
 
 __all__ = ["IRGEngine"]
 
@@ -138,6 +142,9 @@ class IRGEngine:
         ctx = ctx.select(torch.arange(P).repeat_interleave(G1))
 
         thinks: dict[int, list[TextSample]] = {}
+        # round -> the rows whose image is sampled (absent: all); keep-stopped rows are left out of round 2
+        sampled: dict[int, list[int]] = {}
+        verdicts: list[str] | None = None
         images: dict[int, ImageSample] = {}
         decoded: dict[int, torch.Tensor] = {}
         cond_tokens = None
@@ -178,22 +185,33 @@ class IRGEngine:
                 n: list(b.segments) for n, b in zip(names, branches, strict=True)
             }
             ti0 = time.perf_counter()
-            images[k] = sample_image(
-                model,
-                [b.cache for b in branches],
-                turn,
-                grid,
-                ts,
-                masks[k],
-                c.noise_level,
-                gens,
-                start_generators=start_gens,
-            )
-            decoded[k] = decode_latents(self.vae, model, images[k].latents, grid)
+            if k == 2 and c.reads_verdict:
+                texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in thinks[2]]
+                verdicts = parse_verdicts(texts, c.keep_pattern, c.revise_pattern)
+                if c.on_keep == "stop":
+                    sampled[2] = [i for i, v in enumerate(verdicts) if v != "keep"]
+            rows_k = sampled.get(k, list(range(rows)))
+            if rows_k:
+                images[k] = sample_image(
+                    model,
+                    [b.cache if len(rows_k) == rows else b.cache.select(rows_k) for b in branches],
+                    turn,
+                    grid,
+                    ts,
+                    masks[k],
+                    c.noise_level,
+                    [gens[i] for i in rows_k],
+                    start_generators=None if start_gens is None else [start_gens[i] for i in rows_k],
+                )
+                decoded[k] = decode_latents(self.vae, model, images[k].latents, grid)
             stats[f"image_{k}_s"] = time.perf_counter() - ti0
-            stats["denoise_steps"] += rows * c.steps
+            stats["denoise_steps"] += len(rows_k) * c.steps
+        if c.on_keep == "stop":
+            stats["image_2_stopped"] = float(N - len(sampled[2]))
+            stats["denoise_steps_saved"] = float((N - len(sampled[2])) * c.steps)
         stats["total_s"] = time.perf_counter() - t0
 
+        position = {k: {row: j for j, row in enumerate(rows_k)} for k, rows_k in sampled.items()}
         trajs = []
         for i in range(N):
             p, g = divmod(i, G)
@@ -203,9 +221,24 @@ class IRGEngine:
                 if c.think:
                     segs.append(self._text_segment(f"think_{k}", thinks[k][row]))
                 cond = cond_tokens[i].float().cpu() if (k == 1 and c.rounds == 2) else None
-                segs.append(_image_segment(f"image_{k}", images[k], decoded[k], row, grid, cond))
+                if k in sampled and row not in position[k]:
+                    segs.append(_kept_segment(f"image_{k}", next(s for s in segs if s.name == "image_1")))
+                else:
+                    j = position[k][row] if k in sampled else row
+                    segs.append(_image_segment(f"image_{k}", images[k], decoded[k], j, grid, cond))
             trajs.append(
-                Trajectory(prompts[p], dict(metadata[p]), p, g, seeds[i], sys_ids, prompt_ids[p], segs)
+                Trajectory(
+                    prompts[p],
+                    dict(metadata[p]),
+                    p,
+                    g,
+                    seeds[i],
+                    sys_ids,
+                    prompt_ids[p],
+                    segs,
+                    verdict=None if verdicts is None else verdicts[i],
+                    stopped=2 in sampled and i not in position[2],
+                )
             )
         return TrajectoryBatch(trajs, c.to_dict(), mode, branch_segments, stats)
 
@@ -218,6 +251,24 @@ class IRGEngine:
             text=self.tokenizer.decode(s.token_ids, skip_special_tokens=True),
             stop_reason=s.stop_reason,
         )
+
+
+def _kept_segment(name: str, first: ImageSegment) -> ImageSegment:
+    """image_2 of a trajectory stopped by a keep verdict: image_1 exactly, no recorded SDE step."""
+    n, P = first.latents.shape
+    return ImageSegment(
+        name=name,
+        image=first.image,
+        grid_hw=first.grid_hw,
+        latents=first.latents,
+        cond_tokens=None,
+        step_index=torch.zeros(0, dtype=torch.long),
+        x_t=torch.zeros(0, n, P),
+        x_next=torch.zeros(0, n, P),
+        t=torch.zeros(0),
+        t_next=torch.zeros(0),
+        logprobs=torch.zeros(0),
+    )
 
 
 def _image_segment(

@@ -10,11 +10,14 @@ timestep shift 3.0. Steps: BAGEL's `num_timesteps=50` is a 50-point grid, i.e. 4
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from irg_rl.config import ConfigError
 from irg_rl.models.configs import ModelRecipe
 from irg_rl.tasks.shapes import ShapesWorldConfig
+
+from .verdict import ON_KEEP, compile_pattern
 
 RENORM_TYPES = ("global", "channel", "text_channel")
 MODES = ("euler", "sde")
@@ -115,6 +118,15 @@ class IRGSamplingConfig:
     # sample index = first-round index * round2_branches + branch. 1 = every trajectory its own first round.
     # Gives GRPO a round-2 baseline conditioned on image_1 (grpo.credit.round_2_baseline: image_1)
     round2_branches: int = 1
+    # regular expression (case-insensitive) that finds a keep verdict in think_2 ("" = verdicts are not read);
+    # verdicts are recorded per trajectory and reported (verdict confusion against the image_1 reward)
+    keep_pattern: str = ""
+    # regular expression of a revise verdict ("" = anything without a keep verdict is revise); a reflection that
+    # matches neither or both has no verdict ("none"), which acts as revise and is counted
+    revise_pattern: str = ""
+    # what a keep verdict does: "refine" = sample image_2 anyway (the IRG paper); "stop" = end the trajectory
+    # after think_2 with image_2 := image_1 exactly (no second image sampled; needs keep_pattern)
+    on_keep: str = "refine"
 
     def turn(self, k: int) -> TurnConfig:
         return self.turn1 if k == 1 else self.turn2
@@ -145,8 +157,31 @@ class IRGSamplingConfig:
             raise ConfigError(f"{section}.samples_per_prompt must be >= 1, got {self.samples_per_prompt}")
         if self.round2_branches < 1:
             raise ConfigError(f"{section}.round2_branches must be >= 1, got {self.round2_branches}")
+        self._validate_verdict(section)
         self.turn1.validate(f"{section}.turn1")
         self.turn2.validate(f"{section}.turn2")
+
+    def _validate_verdict(self, section: str) -> None:
+        if self.on_keep not in ON_KEEP:
+            raise ConfigError(f"{section}.on_keep must be one of {ON_KEEP}, got {self.on_keep!r}")
+        if self.on_keep == "stop" and not self.keep_pattern:
+            raise ConfigError(
+                f"{section}.on_keep: stop needs {section}.keep_pattern (a regular expression of the keep verdict)"
+            )
+        if self.on_keep == "stop" and not (self.rounds == 2 and self.think):
+            raise ConfigError(
+                f"{section}.on_keep: stop needs rounds: 2 and think: true (the verdict is in think_2)"
+            )
+        for key in ("keep_pattern", "revise_pattern"):
+            try:
+                compile_pattern(getattr(self, key))
+            except re.error as err:
+                raise ConfigError(f"{section}.{key}: not a valid regular expression ({err})") from None
+
+    @property
+    def reads_verdict(self) -> bool:
+        """True when think_2's verdict is parsed (a keep pattern is set and there is a reflection)."""
+        return bool(self.keep_pattern) and self.rounds == 2 and self.think
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

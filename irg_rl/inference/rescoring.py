@@ -44,6 +44,9 @@ class RescoreOutput:
     sde_mean: dict[str, torch.Tensor] = field(default_factory=dict)
     # image name -> SDE transition stds [N, K]
     sde_std: dict[str, torch.Tensor] = field(default_factory=dict)
+    # image name -> bool [N, K]: the step was recorded (False for a trajectory stopped before image_2; its
+    # log-prob and mean are 0 and its std 1 there)
+    sde_mask: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,14 +160,14 @@ def rescore(model: BagelModel, batch: TrajectoryBatch) -> RescoreOutput:
     for k in range(1, cfg.rounds + 1):
         name = f"image_{k}"
         turn = cfg.turn(k)
-        K = batch[0].segment(name).step_index.numel()
+        K = max(tr.segment(name).step_index.numel() for tr in batch.trajectories)
         if K == 0:
             continue
         lps, means, stds = [], [], []
         for i, tr in enumerate(batch.trajectories):
             seg = tr.segment(name)
             row_lp, row_mean, row_std = [], [], []
-            for j in range(K):
+            for j in range(seg.step_index.numel()):
                 t, t_next = float(seg.t[j]), float(seg.t_next[j])
                 v = vel[(i, name, "main", j)][None]
                 if (i, name, "text_neg", j) in vel:
@@ -185,10 +188,22 @@ def rescore(model: BagelModel, batch: TrajectoryBatch) -> RescoreOutput:
                 row_lp.append(lp[0])
                 row_mean.append(mean[0])
                 row_std.append(std.reshape(-1)[0])
-            lps.append(torch.stack(row_lp))
-            means.append(torch.stack(row_mean))
-            stds.append(torch.stack(row_std))
+            # a trajectory stopped before image_2 recorded no step: padded rows, masked by `sde_mask`
+            pad = K - len(row_lp)
+            zero_mean = seg.x_t.new_zeros(pad, *seg.x_t.shape[1:]).to(model.device)
+            lps.append(
+                torch.cat([torch.stack(row_lp), zero_mean.new_zeros(pad)])
+                if row_lp
+                else zero_mean.new_zeros(K)
+            )
+            means.append(torch.cat([torch.stack(row_mean), zero_mean]) if row_mean else zero_mean)
+            stds.append(
+                torch.cat([torch.stack(row_std), zero_mean.new_ones(pad)])
+                if row_std
+                else zero_mean.new_ones(K)
+            )
         res.sde_logprobs[name] = torch.stack(lps)
         res.sde_mean[name] = torch.stack(means)
         res.sde_std[name] = torch.stack(stds)
+        res.sde_mask[name] = batch.sde_mask(name).to(model.device)
     return res

@@ -6,6 +6,10 @@ log-probs (under the temperature-scaled sampling distribution); image segments h
 latent tokens, the clean re-encoded tokens when the image is a later condition, and for the SDE window the
 transitions `(x_t, x_next, t, t_next)` and their Gaussian log-probs. `TrajectoryBatch` adds the sampling settings,
 the per-branch context of every image (which segments each CFG branch saw) and padded tensor views.
+
+A trajectory stopped by a keep verdict (`sampling.on_keep: stop`) still has an `image_2` segment: image_1's
+image and latents, with no recorded SDE step (K = 0), so its round-2 image is never trained. Batches may mix
+stopped and continued trajectories; `sde_logprobs` pads and `sde_mask` says which steps exist.
 """
 
 from __future__ import annotations
@@ -91,6 +95,10 @@ class Trajectory:
     prompt_ids: list[int]
     # segments in context order
     segments: list[Segment] = field(default_factory=list)
+    # think_2's verdict on image_1: keep | revise | none (no clear verdict); None when verdicts are not read
+    verdict: str | None = None
+    # True when the keep verdict ended the trajectory (sampling.on_keep: stop): image_2 is image_1, not sampled
+    stopped: bool = False
 
     def segment(self, name: str) -> Segment:
         for s in self.segments:
@@ -171,8 +179,29 @@ class TrajectoryBatch:
         return ids, lp, mask
 
     def sde_logprobs(self, name: str) -> torch.Tensor:
-        """Recorded SDE-step log-probs [N, K] of image segment `name` (K is the same for the whole batch)."""
-        return torch.stack([t.segment(name).logprobs for t in self.trajectories])
+        """Recorded SDE-step log-probs [N, K] of image segment `name`, 0 past a trajectory's own steps.
+
+        K is the most steps any trajectory recorded: every sampled image of a call records the same window, and a
+        trajectory stopped before image_2 records none (see `sde_mask`)."""
+        segs = [t.segment(name) for t in self.trajectories]
+        K = max((s.logprobs.numel() for s in segs), default=0)
+        out = torch.zeros(len(segs), K)
+        for i, s in enumerate(segs):
+            out[i, : s.logprobs.numel()] = s.logprobs
+        return out
+
+    def sde_mask(self, name: str) -> torch.Tensor:
+        """bool [N, K]: True where trajectory i recorded SDE step j of image segment `name` (see `sde_logprobs`)."""
+        counts = [t.segment(name).logprobs.numel() for t in self.trajectories]
+        K = max(counts, default=0)
+        return torch.arange(K)[None, :] < torch.tensor(counts, dtype=torch.long)[:, None]
+
+    def verdicts(self) -> list[str | None]:
+        return [t.verdict for t in self.trajectories]
+
+    def stopped(self) -> torch.Tensor:
+        """bool [N]: trajectories ended by a keep verdict (no image_2 sampled)."""
+        return torch.tensor([t.stopped for t in self.trajectories], dtype=torch.bool)
 
     def save(self, path: str | Path) -> Path:
         """Write the batch to one file (torch format, loadable with weights_only=True)."""

@@ -4,8 +4,9 @@ One `CompositeReward` (the recipe's `rewards.image` list, each component in proc
 over HTTP as its spec says) scores image_1 and image_2 of every trajectory in one batched call. From those two
 scores come the reflection rewards, with the definitions of `rewards.builtins.reflection` (without scoring the
 images again): `improvement = r2 - r1`, `no_regression = -(r1 - r2)+` where image_1 was already right
-(`r1 >= correct_threshold`, NaN elsewhere); `format` is the `reflection_format` reward of think_2. These are the
-components `irg_rl.train.advantages.assign_credit` combines.
+(`r1 >= correct_threshold`, NaN elsewhere); `format` is the `reflection_format` reward of think_2; `verdict` is
+the agreement of the engine's keep / revise verdict with `r1 >= correct_threshold` (NaN where no verdict is
+read). These are the components `irg_rl.train.advantages.assign_credit` combines.
 
 Every component is wrapped so that an exception (a Ray actor's too) is re-raised as `RewardError` naming the
 reward: a failing reward stops the step, it never becomes a silent 0. `RewardScorer.submit` runs the scoring in
@@ -26,7 +27,7 @@ from PIL import Image
 
 from irg_rl.inference.trajectory import TrajectoryBatch
 from rewards import CompositeReward, Reward, RewardBatch, RewardError, RewardOutput, RewardSpec, build_reward
-from rewards.builtins.reflection import ReflectionFormatReward
+from rewards.builtins.reflection import ReflectionFormatReward, verdict_agreement
 
 __all__ = ["RewardsConfig", "TrajectoryRewards", "RewardScorer", "reflection_scores", "reward_batch"]
 
@@ -49,7 +50,7 @@ class RewardsConfig:
     zscore: bool = False
     # rescale the weighted sum where some components are NaN (not applicable) so samples stay comparable
     renormalize: bool = False
-    # an image_1 scoring at least this counts as already right (no-regression reward, regression rate)
+    # an image_1 scoring at least this counts as already right (no-regression and verdict rewards, regression rate)
     correct_threshold: float = 1.0
     # keyword arguments of the reflection_format reward on think_2 ({} = its defaults)
     format_args: dict[str, Any] = field(default_factory=dict)
@@ -114,7 +115,7 @@ def reflection_scores(r1: torch.Tensor, r2: torch.Tensor, threshold: float) -> d
 class TrajectoryRewards:
     """Rewards of a batch of trajectories (all tensors `[N]`, float32, NaN = not applicable)."""
 
-    # credit components: image_1, image_2, improvement, no_regression, format
+    # credit components: image_1, image_2, improvement, no_regression, format, verdict
     components: dict[str, torch.Tensor]
     # per-reward breakdown for logging: "image_1/<label>", "image_2/<label>", "metric/<label>_1", ...
     per_reward: dict[str, torch.Tensor]
@@ -180,6 +181,8 @@ class RewardScorer:
         out = self.image(both)
         r1, r2 = out.scores[:n], out.scores[n:]
         comps = {"image_1": r1, "image_2": r2, **reflection_scores(r1, r2, self.cfg.correct_threshold)}
+        # self-verification: the engine's parsed verdict against the image_1 reward (NaN where not read)
+        comps["verdict"] = verdict_agreement(batch.verdicts(), r1, self.cfg.correct_threshold)
         fmt = self.format(rb)
         comps["format"] = fmt.scores
         per: dict[str, torch.Tensor] = {}

@@ -15,6 +15,15 @@ Credit modes (`CreditConfig.mode`):
 - `per_round` (Janus-Pro-R1 style): round 1 (think_1 + image_1) gets the advantage of r(image_1); round 2
   (think_2 + image_2) gets the advantage of `w2 * r(image_2) + w_imp * improvement + w_noreg * no_regression +
   w_fmt * format`; each normalised within its group separately.
+
+Self-verification (`verdict` weight > 0): think_2 states a keep / revise verdict on image_1, and the `verdict`
+component scores its agreement with the image_1 reward. Under per-round credit it is added to the think_2 tokens'
+round-2 reward only (`round_2_text`), since the image_2 steps do not choose the verdict.
+
+Stopped trajectories (`continued` False: a keep verdict ended them, image_2 := image_1): they have no image_2
+step, and the image_2 steps of the others are normalised among the group's continued samples only
+(`round_2_image`), so a sampled image_2 is compared with other sampled image_2s, not with kept first images. A
+continued sample alone in its group (or baseline stratum) gets no image credit.
 """
 
 from __future__ import annotations
@@ -61,6 +70,43 @@ class CreditAdvantages:
     valid_2: torch.Tensor
     # scalar statistics for logging (zero-std counts and share, NaN counts per component)
     stats: dict[str, float] = field(default_factory=dict)
+    # advantage / mask for the think_2 tokens when they differ from round_2 (the verdict reward); None = round_2
+    round_2_text: torch.Tensor | None = None
+    valid_2_text: torch.Tensor | None = None
+    # advantage / mask for the image_2 steps when they differ from round_2 (stopped trajectories); None = round_2
+    round_2_image: torch.Tensor | None = None
+    valid_2_image: torch.Tensor | None = None
+
+    def for_segment(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(advantage, valid) of segment think_1 | image_1 | think_2 | image_2, in the rewards' shape."""
+        if name in ("think_1", "image_1"):
+            return self.round_1, self.valid_1
+        if name == "think_2" and self.round_2_text is not None:
+            return self.round_2_text, self.valid_2_text
+        if name == "image_2" and self.round_2_image is not None:
+            return self.round_2_image, self.valid_2_image
+        if name in ("think_2", "image_2"):
+            return self.round_2, self.valid_2
+        raise KeyError(f"no credit for segment {name!r}; segments: think_1, image_1, think_2, image_2")
+
+    def select(self, index: list[int]) -> CreditAdvantages:
+        """The credit of samples `index` (flat positions), every tensor flattened to `[len(index)]`."""
+        i = torch.tensor(index, dtype=torch.long)
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.reshape(-1)[i]
+
+        return CreditAdvantages(
+            pick(self.round_1),
+            pick(self.round_2),
+            pick(self.valid_1),
+            pick(self.valid_2),
+            self.stats,
+            pick(self.round_2_text),
+            pick(self.valid_2_text),
+            pick(self.round_2_image),
+            pick(self.valid_2_image),
+        )
 
 
 def _positions(mask: torch.Tensor, grouped: bool, limit: int = 5) -> str:
@@ -182,6 +228,7 @@ def assign_credit(
     zero_std_tol: float = 1e-6,
     adv_clip: float = 0.0,
     branches: int = 1,
+    continued: torch.Tensor | None = None,
 ) -> CreditAdvantages:
     """Advantages for the round-1 and round-2 segments of each trajectory.
 
@@ -189,10 +236,12 @@ def assign_credit(
     `cfg.round_2_baseline == "image_1"` the round-2 reward is normalised within each run of `branches` consecutive
     samples of a group (`[num_groups, G]` rewards only), i.e. against the other continuations of the same image_1;
     with `"image_1_reward"` it is normalised within each group's samples of equal image_1 reward (any shape).
+    `continued`: bool, the rewards' shape; False where a keep verdict stopped the trajectory before image_2 (None =
+    every trajectory continued). The image_2 steps are then normalised among continued samples only.
 
     rewards: component name -> `[num_groups, G]` (or `[B]` with `group_ids` `[B]`); names `image_1`, `image_2`,
-    `improvement`, `no_regression`, `format` (those with non-zero weight in `cfg` are required; `image_1` always in
-    `per_round` mode). See the module docstring for the two modes and the NaN policy.
+    `improvement`, `no_regression`, `format`, `verdict` (those with non-zero weight in `cfg` are required;
+    `image_1` always in `per_round` mode). See the module docstring for the two modes and the NaN policy.
     """
     cfg.validate()
     kw = dict(group_ids=group_ids, eps=eps, zero_std_tol=zero_std_tol, adv_clip=adv_clip)
@@ -201,7 +250,9 @@ def assign_credit(
         f"nan_{k}": float(torch.isnan(v.float()).sum().item()) for k, v in rewards.items()
     }
     if cfg.mode == "shared":
-        r = combine_rewards(rewards, {**weights, "image_1": cfg.shared_image_1}, cfg.missing)
+        r = combine_rewards(
+            rewards, {**weights, "image_1": cfg.shared_image_1, "verdict": cfg.verdict}, cfg.missing
+        )
         res = group_advantages(r, **kw)
         stats.update(num_groups=res.num_groups, zero_std_groups=res.num_zero_std)
         stats["zero_std_share"] = res.num_zero_std / max(res.num_groups, 1)
@@ -217,20 +268,31 @@ def assign_credit(
         )
     r2 = combine_rewards(rewards, weights, cfg.missing)
     res1 = group_advantages(r1, **kw)
-    if cfg.round_2_baseline == "image_1":
-        if group_ids is not None or r2.ndim != 2 or branches < 2 or r2.shape[1] % branches:
-            raise ValueError(
-                f"round_2_baseline image_1 needs [num_groups, G] rewards with G a multiple of branches >= 2 "
-                f"(sampling.round2_branches); got shape {tuple(r2.shape)}, branches {branches}"
-            )
-        res2 = group_advantages(r2.reshape(-1, branches), **kw)
-        res2.advantages, res2.valid = res2.advantages.reshape(r2.shape), res2.valid.reshape(r2.shape)
-    elif cfg.round_2_baseline == "image_1_reward":
-        ids = _same_image_1_ids(r1, group_ids)
-        res2 = group_advantages(r2.reshape(-1), **{**kw, "group_ids": ids})
-        res2.advantages, res2.valid = res2.advantages.reshape(r2.shape), res2.valid.reshape(r2.shape)
-    else:
-        res2 = group_advantages(r2, **kw)
+    if cfg.round_2_baseline == "image_1" and (
+        group_ids is not None or r2.ndim != 2 or branches < 2 or r2.shape[1] % branches
+    ):
+        raise ValueError(
+            f"round_2_baseline image_1 needs [num_groups, G] rewards with G a multiple of branches >= 2 "
+            f"(sampling.round2_branches); got shape {tuple(r2.shape)}, branches {branches}"
+        )
+    ids2 = _round_2_ids(cfg.round_2_baseline, r1, group_ids, branches)
+    norm = dict(eps=eps, zero_std_tol=zero_std_tol, adv_clip=adv_clip)
+    res2 = _normalise(r2, ids2, **norm)
+    credit = CreditAdvantages(res1.advantages, res2.advantages, res1.valid, res2.valid, stats)
+    if cfg.verdict > 0:
+        r2_text = combine_rewards(rewards, {**weights, "verdict": cfg.verdict}, cfg.missing)
+        res_t = _normalise(r2_text, ids2, **norm)
+        credit.round_2_text, credit.valid_2_text = res_t.advantages, res_t.valid
+    if continued is not None and not bool(continued.all()):
+        if continued.shape != r2.shape:
+            raise ValueError(f"continued has shape {tuple(continued.shape)}, rewards {tuple(r2.shape)}")
+        stop = ~continued.reshape(-1).to(ids2.device)
+        # a stopped sample becomes a group of its own: zero-std, so no image credit, and out of the others' baseline
+        ids_img = ids2.clone()
+        ids_img[stop] = int(ids2.max().item()) + 1 + torch.arange(int(stop.sum().item()), device=ids2.device)
+        res_i = _normalise(r2, ids_img, **norm)
+        credit.round_2_image, credit.valid_2_image = res_i.advantages, res_i.valid
+        stats["round_2_image_trained_share"] = float(res_i.valid.float().mean().item())
     stats.update(
         num_groups=res1.num_groups,
         zero_std_groups_round_1=res1.num_zero_std,
@@ -247,7 +309,28 @@ def assign_credit(
     stats["zero_std_share"] = (res1.num_zero_std + res2.num_zero_std) / max(
         res1.num_groups + res2.num_groups, 1
     )
-    return _train_only(CreditAdvantages(res1.advantages, res2.advantages, res1.valid, res2.valid, stats), cfg)
+    return _train_only(credit, cfg)
+
+
+def _round_2_ids(
+    baseline: str, r1: torch.Tensor, group_ids: torch.Tensor | None, branches: int
+) -> torch.Tensor:
+    """Flat `[B]` labels of the sets the round-2 reward is normalised within (CreditConfig.round_2_baseline)."""
+    if baseline == "image_1_reward":
+        return _same_image_1_ids(r1, group_ids)
+    if group_ids is not None:
+        return group_ids.reshape(-1).long()
+    n, g = r1.shape
+    cols = g if baseline == "group" else branches
+    # label = (row, column // cols): a whole row for "group", each run of `branches` for "image_1"
+    return (torch.arange(n * g, device=r1.device) // cols).long()
+
+
+def _normalise(r: torch.Tensor, ids: torch.Tensor, **kw) -> GroupAdvantages:
+    """group_advantages of r (any shape) within the flat labels `ids` `[B]`, reshaped back to r's shape."""
+    res = group_advantages(r.reshape(-1), group_ids=ids, **kw)
+    res.advantages, res.valid = res.advantages.reshape(r.shape), res.valid.reshape(r.shape)
+    return res
 
 
 def _same_image_1_ids(r1: torch.Tensor, group_ids: torch.Tensor | None) -> torch.Tensor:
@@ -270,4 +353,8 @@ def _train_only(credit: CreditAdvantages, cfg: CreditConfig) -> CreditAdvantages
     if 2 not in cfg.train_rounds:
         credit.round_2 = torch.zeros_like(credit.round_2)
         credit.valid_2 = torch.zeros_like(credit.valid_2)
+        for adv, valid in (("round_2_text", "valid_2_text"), ("round_2_image", "valid_2_image")):
+            if getattr(credit, adv) is not None:
+                setattr(credit, adv, torch.zeros_like(getattr(credit, adv)))
+                setattr(credit, valid, torch.zeros_like(getattr(credit, valid)))
     return credit

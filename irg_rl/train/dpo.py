@@ -35,6 +35,7 @@ def ranking_rewards(components: dict[str, torch.Tensor], cfg) -> torch.Tensor:
     """One scalar per trajectory `[N]` from the credit components (weights of `cfg`, a CreditConfig)."""
     weights = {name: getattr(cfg, name) for name in ROUND_2_COMPONENTS}
     weights["image_1"] = cfg.shared_image_1
+    weights["verdict"] = cfg.verdict
     return combine_rewards(components, weights, cfg.missing)
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import logging
 
-import torch
-
 from irg_rl.inference.rescoring import rescore
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.rewards import TrajectoryRewards
@@ -63,6 +61,7 @@ class GRPOTrainer(RLLoop):
             zero_std_tol=g.zero_std_tol,
             adv_clip=g.adv_clip,
             branches=self.recipe.sampling.round2_branches,
+            continued=~batch.stopped().reshape(P, self.G),
         )
 
     def _micro_batches(self, n: int) -> list[list[int]]:
@@ -93,7 +92,7 @@ class GRPOTrainer(RLLoop):
                 if u == 0 and weight > 0:
                     d = ratio_deviation(sub, out)
                     dev = {k: max(dev[k], d[k]) for k in dev}
-                sub_credit = _select_credit(credit, idx)
+                sub_credit = credit.select(idx)
                 text = text_terms(sub, out, sub_credit, ref) if g.text_loss_weight > 0 else None
                 flow = flow_terms(sub, out, sub_credit, ref) if g.flow_loss_weight > 0 else None
                 if text is None and flow is None:
@@ -151,19 +150,6 @@ class GRPOTrainer(RLLoop):
             return self.run_loop()
         finally:
             self.close()
-
-
-def _select_credit(credit, idx: list[int]):
-    from irg_rl.train.advantages import CreditAdvantages
-
-    i = torch.tensor(idx, dtype=torch.long)
-    return CreditAdvantages(
-        credit.round_1.reshape(-1)[i],
-        credit.round_2.reshape(-1)[i],
-        credit.valid_1.reshape(-1)[i],
-        credit.valid_2.reshape(-1)[i],
-        credit.stats,
-    )
 
 
 def train(recipe: GRPORecipe) -> list[dict]:

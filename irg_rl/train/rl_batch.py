@@ -1,6 +1,7 @@
 """From re-scored trajectories to loss inputs (pure functions): per-element log-probs, masks and advantages for
-the text tokens (think_1 | think_2) and the SDE steps (image_1 | image_2), round-1 segments taking the round-1
-advantage and round-2 segments the round-2 advantage (`CreditAdvantages`; identical in shared mode)."""
+the text tokens (think_1 | think_2) and the SDE steps (image_1 | image_2), each segment taking its advantage from
+`CreditAdvantages.for_segment` (round 1, round 2, or round 2's text / image variants; identical in shared mode).
+SDE steps a trajectory did not record (stopped before image_2) are masked out."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ __all__ = ["ROUND_OF", "text_terms", "flow_terms", "ratio_deviation", "sequence_
 ROUND_OF = {"think_1": 1, "image_1": 1, "think_2": 2, "image_2": 2}
 
 
-def _round(credit: CreditAdvantages, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    adv, valid = (credit.round_1, credit.valid_1) if k == 1 else (credit.round_2, credit.valid_2)
+def _round(credit: CreditAdvantages, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    adv, valid = credit.for_segment(name)
     return adv.reshape(-1), valid.reshape(-1)
 
 
@@ -35,7 +36,7 @@ def text_terms(
     logp, old, mask, adv, ref_lp = [], [], [], [], []
     for name in names:
         _, recorded, m = batch.text_tensors(name)
-        a, valid = _round(credit, ROUND_OF[name])
+        a, valid = _round(credit, name)
         dev = out.text_logprobs[name].device
         logp.append(out.text_logprobs[name])
         old.append(recorded.to(dev))
@@ -73,10 +74,11 @@ def flow_terms(
     for name in names:
         lp = out.sde_logprobs[name]
         dev = lp.device
-        a, valid = _round(credit, ROUND_OF[name])
+        a, valid = _round(credit, name)
         logp.append(lp)
         old.append(batch.sde_logprobs(name).to(dev))
-        mask.append(valid.to(dev)[:, None].expand_as(lp))
+        # only steps that were sampled: a trajectory stopped by a keep verdict has no image_2 step
+        mask.append(valid.to(dev)[:, None].expand_as(lp) & out.sde_mask[name].to(dev))
         adv.append(a.to(dev)[:, None].expand_as(lp).float())
         if ref is not None:
             kl.append(_step_kl(out, ref, name))
@@ -99,7 +101,7 @@ def ratio_deviation(batch: TrajectoryBatch, out: RescoreOutput) -> dict[str, flo
             if d.numel():
                 res["text"] = max(res["text"], float(d.max()))
         for name, lp in out.sde_logprobs.items():
-            d = (torch.exp(lp.float().cpu() - batch.sde_logprobs(name)) - 1).abs()
+            d = (torch.exp(lp.float().cpu() - batch.sde_logprobs(name)) - 1).abs()[batch.sde_mask(name)]
             if d.numel():
                 res["flow"] = max(res["flow"], float(d.max()))
     return res
@@ -114,7 +116,7 @@ def sequence_logps(
         s = (lp.float() * out.text_mask[name].float()).sum(1)
         text = s if text is None else text + s
     flow = None
-    for lp in out.sde_logprobs.values():
-        s = lp.float().sum(1)
+    for name, lp in out.sde_logprobs.items():
+        s = (lp.float() * out.sde_mask[name].float()).sum(1)
         flow = s if flow is None else flow + s
     return text, flow

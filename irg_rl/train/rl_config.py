@@ -56,6 +56,10 @@ class CreditConfig:
     format: float = 0.1
     # shared mode only: weight of the image_1 reward added to the shared reward (0: only the outcome counts)
     shared_image_1: float = 0.0
+    # weight of the verdict reward (1 where think_2's keep / revise verdict agrees with the image_1 reward's own
+    # judgement, 0 where not; needs sampling.keep_pattern). per_round: credited to the think_2 tokens only (the
+    # round-2 image steps do not choose the verdict); shared: added to the shared reward
+    verdict: float = 0.0
     # NaN component: "skip" = contributes nothing; "renormalize" = weighted mean over the applicable components
     missing: str = "skip"
     # rounds whose segments are trained: [1, 2] both; [2] only think_2 + image_2 (the reflection and the refined
@@ -78,7 +82,7 @@ class CreditConfig:
             "missing",
             f"must be one of {MISSING_POLICIES}, got {self.missing!r}",
         )
-        for key in ("image_2", "improvement", "no_regression", "format", "shared_image_1"):
+        for key in ("image_2", "improvement", "no_regression", "format", "shared_image_1", "verdict"):
             _require(getattr(self, key) >= 0, section, key, f"weights must be >= 0, got {getattr(self, key)}")
         _require(self.image_2 > 0, section, "image_2", "the final image reward needs a positive weight")
         _require(

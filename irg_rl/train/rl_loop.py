@@ -12,7 +12,14 @@ from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.pool import merge_chunks
 from irg_rl.rollout.rewards import RewardScorer, TrajectoryRewards
 from irg_rl.train import checkpointing as ckpt
-from irg_rl.train.rl_outputs import image_grid, reward_metrics, save_rollout, text_metrics, wandb_table
+from irg_rl.train.rl_outputs import (
+    image_grid,
+    reward_metrics,
+    save_rollout,
+    text_metrics,
+    verdict_metrics,
+    wandb_table,
+)
 from irg_rl.train.rl_setup import RLSetup, heldout_prompts
 from irg_rl.train.tracking import wandb_mode
 
@@ -69,8 +76,11 @@ class RLLoop:
         """Held-out prompts, one deterministic (Euler) trajectory each, scored by every reward and metric."""
         if not self.heldout:
             return {}
-        _, rw, _ = self.collect(self.heldout, 1, self.recipe.eval.seed, "euler")
+        batch, rw, _ = self.collect(self.heldout, 1, self.recipe.eval.seed, "euler")
         stats = reward_metrics(rw, self.recipe.rewards.correct_threshold, prefix="eval/")
+        stats.update(
+            verdict_metrics(batch, rw, self.recipe.rewards.correct_threshold, prefix="eval/verdict/")
+        )
         stats["eval/num_prompts"] = float(len(self.heldout))
         self.eval_history.append({"step": self.setup.step, **stats})
         if self.setup.acc.is_main_process:
@@ -96,6 +106,7 @@ class RLLoop:
         t3 = time.perf_counter()
         stats.update(reward_metrics(rewards, r.rewards.correct_threshold))
         stats.update(text_metrics(batch))
+        stats.update(verdict_metrics(batch, rewards, r.rewards.correct_threshold))
         n = len(batch)
         stats.update({
             "step": s.step,

@@ -12,9 +12,18 @@ import torch
 from PIL import Image
 
 from irg_rl.inference.trajectory import TrajectoryBatch
+from irg_rl.inference.verdict import verdict_confusion
 from irg_rl.rollout.rewards import TrajectoryRewards
 
-__all__ = ["reward_metrics", "text_metrics", "save_rollout", "load_rollout", "image_grid", "wandb_table"]
+__all__ = [
+    "reward_metrics",
+    "verdict_metrics",
+    "text_metrics",
+    "save_rollout",
+    "load_rollout",
+    "image_grid",
+    "wandb_table",
+]
 
 
 def _mean_std(x: torch.Tensor) -> tuple[float, float]:
@@ -49,6 +58,23 @@ def reward_metrics(rw: TrajectoryRewards, threshold: float, prefix: str = "rewar
         if okm.any():
             out[f"{prefix}{label}_improvement_rate"] = float((m2[okm] > m1[okm]).float().mean())
             out[f"{prefix}{label}_regression_rate"] = float((m2[okm] < m1[okm]).float().mean())
+    return out
+
+
+def verdict_metrics(
+    batch: TrajectoryBatch, rw: TrajectoryRewards, threshold: float, prefix: str = "verdict/"
+) -> dict[str, float]:
+    """Self-verification: the verdict confusion against `image_1 reward >= threshold`, and the stopped share.
+
+    Empty when the batch carries no verdicts (sampling.keep_pattern not set)."""
+    verdicts = batch.verdicts()
+    if all(v is None for v in verdicts):
+        return {}
+    r1 = rw.components["image_1"].tolist()
+    right = [None if math.isnan(r) else r >= threshold for r in r1]
+    conf = verdict_confusion(verdicts, right)
+    out = {f"{prefix}{k}": float("nan") if v is None else float(v) for k, v in conf.items()}
+    out[f"{prefix}stopped_share"] = float(batch.stopped().float().mean())
     return out
 
 

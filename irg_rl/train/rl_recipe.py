@@ -152,6 +152,14 @@ class _RLBase:
         if self.train.micro_batch < 0:
             raise ConfigError(f"train.micro_batch must be >= 0, got {self.train.micro_batch}")
 
+    def _validate_verdict(self, credit, section: str) -> None:
+        """A verdict weight needs verdicts: sampling.keep_pattern must be set."""
+        if credit.verdict > 0 and not self.sampling.keep_pattern:
+            raise ConfigError(
+                f"{section}.verdict={credit.verdict} needs sampling.keep_pattern (the regular expression of a keep "
+                f"verdict in think_2), or set {section}.verdict: 0"
+            )
+
 
 @dataclass
 class GRPORecipe(_RLBase):
@@ -163,6 +171,7 @@ class GRPORecipe(_RLBase):
     def validate(self) -> None:
         self.grpo.validate("grpo")
         self._validate_common(self.grpo.group_size)
+        self._validate_verdict(self.grpo.credit, "grpo.credit")
         b = self.sampling.round2_branches
         if self.grpo.group_size % b:
             raise ConfigError(
@@ -207,6 +216,7 @@ class DPORecipe(_RLBase):
     def validate(self) -> None:
         self.dpo.validate("dpo")
         self._validate_common(self.pairs.group_size)
+        self._validate_verdict(self.pairs.ranking, "pairs.ranking")
         if not 1 <= self.pairs.pairs_per_group <= self.pairs.group_size // 2:
             raise ConfigError(
                 f"pairs.pairs_per_group must be in [1, pairs.group_size // 2 = {self.pairs.group_size // 2}], "

@@ -1,4 +1,4 @@
-"""Reflection rewards: the format of think_2, improvement r(image_2) - r(image_1), and no regression.
+"""Reflection rewards: the format of think_2, improvement r(image_2) - r(image_1), no regression, and the verdict.
 
 These measure a reflection by what it does (DESIGN.md section 5): `improvement` and `no_regression` wrap any base
 reward (a registered name with args, a spec dict, or a Reward object) and score both rounds in one batched call.
@@ -21,6 +21,8 @@ __all__ = [
     "ReflectionFormatReward",
     "ImprovementReward",
     "NoRegressionReward",
+    "VerdictReward",
+    "verdict_agreement",
 ]
 
 # the three section headings after the initial analysis, in order (the wording the IRG system prompt asks for)
@@ -155,6 +157,74 @@ class NoRegressionReward(Reward):
         details = [
             {"base": self.base.name, "r1": _f(a), "r2": _f(b), "image_1_correct": bool(c)}
             for a, b, c in zip(r1, r2, correct, strict=True)
+        ]
+        return RewardOutput(scores=scores, details=details)
+
+
+def verdict_agreement(verdicts: list[str | None], r1: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Self-verification score `[B]`: 1 where think_2's verdict agrees with the image_1 reward, else 0.
+
+    Agreement: "keep" with r1 >= threshold, or "revise" with r1 < threshold. "none" (no clear verdict) scores 0
+    whatever image_1 is: a reflection is asked to state a verdict. A verdict of None (not read) or a NaN r1 gives
+    NaN (not applicable). r1: `[B]` image_1 rewards.
+    """
+    if len(verdicts) != r1.numel():
+        raise ValueError(f"verdict_agreement: {len(verdicts)} verdicts for {r1.numel()} image_1 rewards")
+    bad = [v for v in verdicts if v not in (None, "keep", "revise", "none")]
+    if bad:
+        raise ValueError(
+            f"verdict_agreement: unknown verdict {bad[0]!r}; expected keep, revise, none or None"
+        )
+    out = torch.full((len(verdicts),), math.nan)
+    for i, (v, r) in enumerate(zip(verdicts, r1.tolist(), strict=True)):
+        if v is None or math.isnan(r):
+            continue
+        right = r >= threshold
+        out[i] = float((v == "keep" and right) or (v == "revise" and not right))
+    return out
+
+
+class VerdictReward(Reward):
+    """Agreement of think_2's keep / revise verdict with a base reward's judgement of image_1 (1 agree, 0 not).
+
+    The verdict is read from think_2 with `keep_pattern` / `revise_pattern` (regular expressions, case-insensitive;
+    the rules of `irg_rl.inference.verdict`); image_1 counts as right where the base reward is >= `threshold`.
+    NaN without think_2 / images_1.
+    """
+
+    name = "verdict"
+
+    def __init__(
+        self,
+        keep_pattern: str,
+        revise_pattern: str = "",
+        base: Any = "shapes",
+        base_args: dict | None = None,
+        threshold: float = 1.0,
+    ) -> None:
+        super().__init__()
+        from irg_rl.inference.verdict import compile_pattern
+
+        if not keep_pattern:
+            raise ValueError(
+                "verdict reward: keep_pattern is required (a regular expression of the keep verdict)"
+            )
+        compile_pattern(keep_pattern), compile_pattern(revise_pattern)  # fail early on a bad pattern
+        self.keep_pattern, self.revise_pattern = keep_pattern, revise_pattern
+        self.base = _build_base(base, base_args)
+        self.threshold = threshold
+
+    def score(self, batch: RewardBatch) -> RewardOutput:
+        from irg_rl.inference.verdict import parse_verdicts
+
+        if batch.images_1 is None or batch.think_2 is None:
+            return nan_output(len(batch), "no images_1 / think_2 in this batch (one-round trajectories)")
+        out = self.base(batch.replace(images=batch.images_1))
+        verdicts = parse_verdicts(batch.think_2, self.keep_pattern, self.revise_pattern)
+        scores = verdict_agreement(verdicts, out.scores, self.threshold)
+        details = [
+            {"base": self.base.name, "r1": _f(r), "verdict": v, "image_1_right": bool(r >= self.threshold)}
+            for r, v in zip(out.scores, verdicts, strict=True)
         ]
         return RewardOutput(scores=scores, details=details)
 

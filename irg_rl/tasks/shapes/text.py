@@ -33,6 +33,13 @@ KEEP_SENTENCES = (
     "This is already correct; I keep the image as it is.",
 )
 KEEP_VERDICT = re.compile(r"already (matches|correct)", re.IGNORECASE)
+# the verdict when image_1 is wrong, and its pattern (recipes set sampling.keep_pattern / revise_pattern to these)
+REVISE_SENTENCES = (
+    "The first image does not match the prompt.",
+    "This image has mistakes.",
+    "The image is wrong.",
+)
+REVISE_VERDICT = re.compile(r"does not match|has mistakes|is wrong", re.IGNORECASE)
 
 _ROWS = ("top", "middle", "bottom")
 _COLS = ("left", "centre", "right")
@@ -224,11 +231,7 @@ def write_reflection(
             + " "
             + _pick(
                 rng,
-                [
-                    "The first image does not match the prompt.",
-                    "This image has mistakes.",
-                    "The image is wrong.",
-                ],
+                list(REVISE_SENTENCES),
             )
         )
         # a failed colour clause already says what its include's failed count clause would

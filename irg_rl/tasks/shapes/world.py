@@ -47,8 +47,9 @@ class ShapesWorldConfig:
 
     # object classes (subset of circle, square, triangle, diamond)
     shapes: list[str] = field(default_factory=lambda: ["circle", "square", "triangle"])
-    # object colours (subset of red, green, blue, yellow, orange, purple, pink, brown, black, cyan)
-    colors: list[str] = field(default_factory=lambda: ["red", "green", "blue", "yellow"])
+    # object colours (subset of red, green, blue, yellow, orange, purple, pink, brown, black, cyan); six by default
+    # so that the held-out split has over 100 distinct prompts (3 shapes x 6 colours: 237 prompts, 106 held out)
+    colors: list[str] = field(default_factory=lambda: ["red", "green", "blue", "yellow", "orange", "purple"])
     # largest count in counting prompts (counting prompts use 2..max_count, as GenEval uses 2..4)
     max_count: int = 4
     # image side in pixels (square RGB images)
@@ -60,7 +61,7 @@ class ShapesWorldConfig:
     # object side as a fraction of a grid cell (free layout uses the same pixel size)
     object_size: float = 0.75
     # fraction of prompts (per tag, chosen by a stable hash of the prompt text) held out for evaluation
-    heldout_fraction: float = 0.2
+    heldout_fraction: float = 0.45
     # a pixel farther than this (in [0, 1] RGB units) from every background-to-colour mixing line is ignored
     color_tolerance: float = 0.4
     # connected blobs smaller than this fraction of an object's box area are treated as stray pixels
