@@ -123,9 +123,10 @@ def summarise(start: dict, runs: dict[int, dict]) -> dict:
     """Mean, range and gain over the start per metric; `se` is one binomial standard error of a strict rate."""
     out: dict = {"start": start, "seeds": runs, "metrics": {}}
     for _, key in METRICS:
-        values = [r[key] for r in runs.values()]
+        # NaN where an evaluation has no such figure (no verdict read, or made before verdicts were reported)
+        values = [r.get(key, math.nan) for r in runs.values()]
         mean = _mean(values)
-        entry = {"mean": mean, "min": min(values), "max": max(values), "gain": mean - start[key]}
+        entry = {"mean": mean, "min": min(values), "max": max(values), "gain": mean - start.get(key, math.nan)}
         if key in ("think", "irg"):
             p, n = start[key], start["n"]
             entry["se_start"] = math.sqrt(max(p * (1 - p), 1e-12) / n)
@@ -147,7 +148,7 @@ def summary_markdown(opts: SeedStudyOptions, summary: dict) -> str:
     ]
 
     def row(name: str, r: dict) -> str:
-        return f"| {name} | " + " | ".join(f"{r[key]:.3f}" for _, key in METRICS) + " |"
+        return f"| {name} | " + " | ".join(f"{r.get(key, math.nan):.3f}" for _, key in METRICS) + " |"
 
     lines.append(row("start", summary["start"]))
     for seed, r in seeds.items():
@@ -165,7 +166,9 @@ def summary_markdown(opts: SeedStudyOptions, summary: dict) -> str:
         "",
         f"Turn-2 strict gain {irg['gain']:+.3f}; seed range {irg['max'] - irg['min']:.3f}; one binomial standard "
         f"error of the start's rate {irg['se_start']:.3f}. Every seed above the start: "
-        f"{all(r['irg'] > summary['start']['irg'] for r in seeds.values())}.",
+        f"{all(r['irg'] > summary['start']['irg'] for r in seeds.values())}. Turn 2 above turn 1 on every seed: "
+        f"{all(r['irg'] > r['think'] for r in seeds.values())} (smallest margin "
+        f"{min(r['irg'] - r['think'] for r in seeds.values()):+.3f}).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -206,7 +206,7 @@ class IRGEngine:
                 decoded[k] = decode_latents(self.vae, model, images[k].latents, grid)
             stats[f"image_{k}_s"] = time.perf_counter() - ti0
             stats["denoise_steps"] += len(rows_k) * c.steps
-        if c.on_keep == "stop":
+        if 2 in sampled:
             stats["image_2_stopped"] = float(N - len(sampled[2]))
             stats["denoise_steps_saved"] = float((N - len(sampled[2])) * c.steps)
         stats["total_s"] = time.perf_counter() - t0

@@ -125,7 +125,8 @@ class IRGSamplingConfig:
     # matches neither or both has no verdict ("none"), which acts as revise and is counted
     revise_pattern: str = ""
     # what a keep verdict does: "refine" = sample image_2 anyway (the IRG paper); "stop" = end the trajectory
-    # after think_2 with image_2 := image_1 exactly (no second image sampled; needs keep_pattern)
+    # after think_2 with image_2 := image_1 exactly (no second image sampled; needs keep_pattern; no effect
+    # without a reflection, i.e. rounds 1 or think false)
     on_keep: str = "refine"
 
     def turn(self, k: int) -> TurnConfig:
@@ -167,10 +168,6 @@ class IRGSamplingConfig:
         if self.on_keep == "stop" and not self.keep_pattern:
             raise ConfigError(
                 f"{section}.on_keep: stop needs {section}.keep_pattern (a regular expression of the keep verdict)"
-            )
-        if self.on_keep == "stop" and not (self.rounds == 2 and self.think):
-            raise ConfigError(
-                f"{section}.on_keep: stop needs rounds: 2 and think: true (the verdict is in think_2)"
             )
         for key in ("keep_pattern", "revise_pattern"):
             try:
