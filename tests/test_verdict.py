@@ -81,8 +81,9 @@ def test_agreement_by_hand():
 
 
 def test_verdict_reward_plugin_scores_agreement_with_the_shapes_scorer():
-    from irg_rl.tasks.shapes import ShapesWorldConfig, layout_scene, render_scene
     import numpy as np
+
+    from irg_rl.tasks.shapes import ShapesWorldConfig, layout_scene, render_scene
 
     world = ShapesWorldConfig()
     meta = {

@@ -12,6 +12,7 @@ from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.pool import merge_chunks
 from irg_rl.rollout.rewards import RewardScorer, TrajectoryRewards
 from irg_rl.train import checkpointing as ckpt
+from irg_rl.train.resume import truncate_history, truncate_jsonl
 from irg_rl.train.rl_outputs import (
     image_grid,
     reward_metrics,
@@ -41,6 +42,18 @@ class RLLoop:
         self.heldout = heldout_prompts(recipe)
         self.eval_history: list[dict] = []
         self.wandb_run = None
+        if self.setup.resume_path is not None:
+            self._resume_records()
+
+    def _resume_records(self) -> None:
+        """Logs agree with the resumed step: metrics.jsonl rows and eval.json entries past it are dropped (a run
+        that died after its last checkpoint wrote them), the eval history before it is kept."""
+        s = self.setup
+        self.eval_history = truncate_history(s.out / "eval.json", s.step)
+        if s.acc.is_main_process:
+            dropped = truncate_jsonl(s.out / "metrics.jsonl", s.step)
+            if dropped:
+                s.acc.print(f"resume: dropped {dropped} metrics.jsonl row(s) past step {s.step}")
 
     # ---- sampling + rewards ------------------------------------------------------------------------------
 
@@ -143,10 +156,16 @@ class RLLoop:
         if acc.is_main_process and mode != "disabled":  # as in SFT: no wandb import when logging is off
             import wandb
 
+            # one wandb run per output folder: a resumed run continues the same wandb run (its id is kept there)
+            id_file = s.out / "wandb_run_id"
+            run_id = id_file.read_text().strip() if id_file.is_file() else None
             self.wandb_run = wandb.init(
                 project=r.log.project, name=r.log.run_name or s.out.name, dir=str(s.out),
-                config=to_container(r), mode=mode, resume="allow",
+                config=to_container(r), mode=mode, resume="allow", id=run_id,
             )  # fmt: skip
+            id_file.write_text(self.wandb_run.id)
+            if s.resume_path is not None:
+                self.wandb_run.summary["resumed_from_step"] = s.step
         if acc.is_main_process:
             (s.out / "recipe.yaml").write_text(to_yaml(r))
         acc.print(

@@ -83,6 +83,9 @@ class RLTrainSection:
     cpu_threads: int = 0
     # stop after this many steps of this run even if max_steps is not reached (0 = off; for tests)
     stop_after_steps: int = 0
+    # on resume, accept recipe changes that change what a step means (group size, prompts, lr, rewards, ...);
+    # off: such a change is refused with the key and both values (irg_rl.train.resume)
+    allow_recipe_change: bool = False
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,10 @@ from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.checkpointing import resolve_model_dir
 from irg_rl.train.freeze import apply_freeze, apply_lora, merged_state_dict, trainable_summary
 from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
+from irg_rl.train.resume import check_recipe_change, rescale_lr
 from irg_rl.train.zero3 import max_across, sharded_reference, zero_stage
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "resolve_model_dir",
@@ -109,6 +113,17 @@ def heldout_prompts(recipe) -> list[dict]:
     return _read_jsonl(recipe.eval.file)[: recipe.eval.num_prompts] if recipe.eval.file else []
 
 
+def _start_model(source: str, resume_path: Path) -> BagelModel:
+    """The run's starting weights (model.source), for a frozen-copy reference when resuming from `resume_path`."""
+    try:
+        return load_checkpoint(resolve_model_dir(source), dtype=torch.float32).model
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(
+            f"resuming from {resume_path} needs the starting weights model.source={source!r} for the frozen-copy "
+            f"reference (KL / DPO is measured against the model the run started from): {err}"
+        ) from err
+
+
 def _make_accelerator(mixed_precision: str, grad_clip: float):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
@@ -169,7 +184,9 @@ class RLSetup:
             else ("adapter_disabled" if r.freeze.lora.enabled else "frozen_copy")
         )
         if needs_reference and ref_kind == "frozen_copy":
-            frozen_copy = copy.deepcopy(bagel).eval().requires_grad_(False)
+            # the reference is the starting model: on resume that is model.source, not the checkpoint's weights
+            ref_model = bagel if self.resume_path is None else _start_model(r.model.source, self.resume_path)
+            frozen_copy = copy.deepcopy(ref_model).eval().requires_grad_(False)
         self.ref = _Ref(ref_kind if needs_reference else "none", frozen_copy)
         apply_freeze(bagel, r.freeze)
         if r.train.grad_checkpointing:
@@ -198,11 +215,19 @@ class RLSetup:
             ds_conf = self.acc.state.deepspeed_plugin.deepspeed_config
             self.ref.model = RescoreView(sharded_reference(PolicyForward(frozen_copy), ds_conf), frozen_copy)
         self.view = RescoreView(self.module, bagel)
-        self.step, self.history = 0, []
+        self.step, self.history, self.changes = 0, [], []
         if self.resume_path is not None:
+            self.changes = check_recipe_change(
+                self.resume_path, r, r.train.allow_recipe_change, log=self.acc.print
+            )
             self.acc.load_state(str(self.resume_path / "state"))
             state = ckpt.read_trainer_state(self.resume_path)
             self.step, self.history = int(state["step"]), list(state["history"])
+            old_lr = next((old for k, old, _ in self.changes if k == "optim.lr"), r.optim.lr)
+            rescale_lr(self.opt, self.scheduler, float(old_lr), r.optim.lr)
+            msg = f"resumed from step {self.step} (checkpoint {self.resume_path})"
+            self.acc.print(msg)
+            log.info(msg)
         device, dtype = worker_placement(r.rollout, self.acc.device)
         self.spec = WorkerSpec(
             self.config, self.tokenizer, self.vae, copy.deepcopy(r.sampling), r.rollout.threads, device, dtype
@@ -212,7 +237,33 @@ class RLSetup:
         self.sync_weights(full=True)
         rank_seed = r.train.seed * 1_000_003 + self.acc.process_index * 7919
         self.prompts = load_prompts(r.prompts, r.train.seed)
+        # the one generator of what is sampled (prompt draws, step seeds, SDE windows); saved with each checkpoint
         self.rng = np.random.default_rng([rank_seed, self.step])
+        if self.resume_path is not None:
+            self._restore_rng(ckpt.read_data_state(self.resume_path))
+
+    def _restore_rng(self, ranks: list[dict]) -> None:
+        """Continue this rank's sampling generator where the checkpoint left it (bitwise resume)."""
+        n, here = len(ranks), self.acc.num_processes
+        if "bit_generator" not in ranks[0]:  # a checkpoint of an earlier version: the stream restarts
+            self.acc.print(
+                f"resume: {self.resume_path} holds no sampling generator state (an older checkpoint); prompts and "
+                f"seeds restart from (train.seed, rank, step), so the run will not equal an uninterrupted one"
+            )
+            return
+        if n != here:
+            if not self.recipe.train.allow_recipe_change:
+                raise ValueError(
+                    f"{self.resume_path}: saved by {n} process(es), this run has {here}. Each rank draws its own "
+                    f"prompts and seeds, so the sampling cannot continue exactly on another process count: resume "
+                    f"with {n} processes, or set train.allow_recipe_change=true to restart the streams from "
+                    f"(train.seed, rank, step)"
+                )
+            self.acc.print(
+                f"resume: {n} -> {here} processes; sampling streams restart from (seed, rank, step)"
+            )
+            return
+        self.rng.bit_generator.state = ranks[self.acc.process_index]["bit_generator"]
 
     # ---- reference --------------------------------------------------------------------------------------
 
@@ -299,8 +350,11 @@ class RLSetup:
                 state, self.config, self.bagel.special, tmp / "model", tokenizer=self.tokenizer, vae=self.vae
             )
         acc.save_state(str(tmp / "state"))
+        from accelerate.utils import gather_object
+
+        ranks = gather_object([{"rng_step": step, "bit_generator": self.rng.bit_generator.state}])
         if acc.is_main_process:
-            ckpt.write_json_atomic(tmp / "data_state.json", {"ranks": [{"rng_step": step}]})
+            ckpt.write_json_atomic(tmp / "data_state.json", {"ranks": ranks})
             ckpt.write_json_atomic(
                 tmp / "trainer.json", {"step": step, "world_size": acc.num_processes, "history": self.history}
             )

@@ -28,6 +28,7 @@ from irg_rl.train.ema import EMA
 from irg_rl.train.freeze import apply_freeze, apply_lora, merged_state_dict, trainable_summary
 from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
 from irg_rl.train.losses import ce_per_token, mse_per_token, normalised_loss
+from irg_rl.train.resume import check_recipe_change, rescale_lr
 from irg_rl.train.sampler import MixedSampler
 from irg_rl.train.sft_config import SFTRecipe
 from irg_rl.train.sft_setup import (
@@ -177,6 +178,9 @@ class SFTTrainer:
         path = self.resume_path
         if path is None:
             return
+        changes = check_recipe_change(
+            path, self.recipe, self.recipe.train.allow_recipe_change, log=self.acc.print
+        )
         state_dir = path / "state"
         if self.universal:
             scratch = self.out / f".universal-{path.name}"
@@ -191,6 +195,8 @@ class SFTTrainer:
                 shutil.rmtree(state_dir, ignore_errors=True)
         state = ckpt.read_trainer_state(path)
         self.step, self.history = int(state["step"]), list(state["history"])
+        old_lr = next((old for k, old, _ in changes if k == "optim.lr"), self.recipe.optim.lr)
+        rescale_lr(self.opt, self.scheduler, float(old_lr), self.recipe.optim.lr)
         self.sampler.load_state_dict(ckpt.read_data_state(path), self.step)
         if self.ema is not None:
             same = state["world_size"] == self.acc.num_processes
@@ -201,7 +207,7 @@ class SFTTrainer:
                     f"{state['world_size']}) is not implemented; resume with the same process count"
                 )
             self.ema.load_state_dict(torch.load(f, map_location="cpu", weights_only=True))
-        self.acc.print(f"resumed from {path} at step {self.step}")
+        self.acc.print(f"resumed from step {self.step} (checkpoint {path})")
 
     # -- one step -----------------------------------------------------------------------------------------
 
