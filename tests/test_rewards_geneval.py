@@ -3,10 +3,13 @@
 import math
 import pickle
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from rewards import RewardBatch, build_reward
+from rewards.builtins.geneval.color import masked_crop
+from rewards.builtins.geneval.detectors import encode_mask
 from rewards.builtins.geneval.rules import Detection, GenEvalRules, evaluate, relative_position
 
 
@@ -70,7 +73,7 @@ def test_threshold_depends_on_tag():
     )
 
 
-def test_color_attribution():
+def test_color_attribution_uses_the_top_count_detections_only():
     meta = {
         "tag": "color_attr",
         "include": [
@@ -82,15 +85,46 @@ def test_color_attribution():
     swapped = [Detection("car", 0.9, (0, 0, 4, 4), "blue"), Detection("ball", 0.9, (5, 5, 8, 8), "blue")]
     assert evaluate(meta, good)["strict"] == 1.0
     res = evaluate(meta, swapped)
-    assert res["partial"] == 0.5 and "expected 1 red car" in res["clauses"][0]["why"]
-    # a second car of the right colour is enough
-    extra = swapped + [Detection("car", 0.8, (10, 10, 12, 12), "red")]
-    assert evaluate(meta, extra)["strict"] == 1.0
+    assert res["partial"] == 0.5 and "expected red car>=1" in res["clauses"][0]["why"]
+    # GenEval colour-checks only the best `count` cars: a lower-scored red car does not rescue the blue one ...
+    assert evaluate(meta, swapped + [Detection("car", 0.8, (10, 10, 12, 12), "red")])["strict"] == 0.0
+    # ... a higher-scored one does
+    assert evaluate(meta, swapped + [Detection("car", 0.95, (10, 10, 12, 12), "red")])["strict"] == 1.0
     with pytest.raises(ValueError, match="has no colour"):
         evaluate(meta, [Detection("car", 0.9, (0, 0, 4, 4))])
 
 
-def test_position_and_forward_reference():
+def test_counting_with_colour_needs_every_counted_object_in_it():
+    meta = {"tag": "colors", "include": [{"class": "car", "count": 2, "color": "red"}]}
+    dets = [Detection("car", 0.9, (0, 0, 4, 4), "red"), Detection("car", 0.8, (5, 0, 9, 4), "green")]
+    assert evaluate(meta, dets)["strict"] == 0.0
+    asked = []
+    colors = evaluate(
+        meta,
+        dets + [Detection("car", 0.7, (9, 0, 12, 4), "red")],
+        colors_of=lambda f: asked.append(f) or ["red"] * len(f),
+    )
+    assert colors["strict"] == 1.0 and [d.score for d in asked[0]] == [
+        0.9,
+        0.8,
+    ]  # only the top two are classified
+
+
+def test_thresholds_are_strict():
+    meta = {"tag": "single_object", "include": [{"class": "dog", "count": 1}]}
+    assert evaluate(meta, [Detection("dog", 0.3, (0, 0, 1, 1))])["strict"] == 0.0
+    count = {
+        "tag": "counting",
+        "include": [{"class": "dog", "count": 1}],
+        "exclude": [{"class": "dog", "count": 2}],
+    }
+    assert (
+        evaluate(count, [Detection("dog", 0.95, (0, 0, 1, 1)), Detection("dog", 0.9, (5, 5, 6, 6))])["strict"]
+        == 1.0
+    )
+
+
+def test_position_and_references():
     meta = {
         "tag": "position",
         "include": [{"class": "cat", "count": 1}, {"class": "dog", "count": 1, "position": ["right of", 0]}],
@@ -103,14 +137,10 @@ def test_position_and_forward_reference():
         "tag": "position",
         "include": [{"class": "dog", "count": 1, "position": ["left of", 1]}, {"class": "cat", "count": 1}],
     }
-    assert (
-        evaluate(fwd, [Detection("cat", 0.9, (20, 0, 30, 10)), Detection("dog", 0.9, (0, 0, 10, 10))])[
-            "strict"
-        ]
-        == 1.0
-    )
+    with pytest.raises(ValueError, match="must name an earlier include clause"):
+        evaluate(fwd, ok)
     missing_target = evaluate(meta, [Detection("dog", 0.9, (20, 0, 30, 10))])
-    assert missing_target["partial"] == 0.0 and "no cat" in missing_target["clauses"][1]["why"]
+    assert missing_target["partial"] == 0.0 and "no target for dog" in missing_target["clauses"][1]["why"]
 
 
 def test_exclude_clause():
@@ -188,8 +218,19 @@ def test_http_detector_backend_against_loopback_server():
         def do_POST(self):  # noqa: N802
             req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             assert self.path == "/detect" and len(req["images"]) == len(req["classes"])
+            mask = np.zeros((8, 8), dtype=bool)
+            mask[1:3, 1:3] = True
             dets = [
-                [{"label": c, "score": 0.95, "box": [0, 0, 4, 4], "color": "red"} for c in cls]
+                [
+                    {
+                        "label": c,
+                        "score": 0.95,
+                        "box": [0, 0, 4, 4],
+                        "color": "red",
+                        "mask": encode_mask(mask),
+                    }
+                    for c in cls
+                ]
                 for cls in req["classes"]
             ]
             body = json.dumps({"detections": dets} if req["classes"][0] != ["bad"] else {"oops": 1}).encode()
@@ -209,6 +250,8 @@ def test_http_detector_backend_against_loopback_server():
         meta = {"tag": "colors", "include": [{"class": "car", "count": 1, "color": "red"}]}
         out = r(RewardBatch(prompts=["a red car"], images=[Image.new("RGB", (8, 8))], metadata=[meta]))
         assert out.scores.tolist() == [1.0] and out.details[0]["detections"][0]["color"] == "red"
+        dets = r.detector.detect([Image.new("RGB", (8, 8))], [["car"]])
+        assert dets[0][0].mask.sum() == 4 and dets[0][0].mask[1, 1]  # masks cross the protocol
         bad = {"tag": "single_object", "include": [{"class": "bad", "count": 1}]}
         with pytest.raises(RemoteError, match="geneval detector at .*/detect: malformed response body"):
             r(RewardBatch(prompts=["x"], images=[Image.new("RGB", (8, 8))], metadata=[bad]))
@@ -284,3 +327,16 @@ def test_owlv2_detector_loads_tiny_checkpoint(tmp_path):
     out = r(RewardBatch(prompts=["a cat"], images=[Image.new("RGB", (48, 32))], metadata=[meta]))
     assert out.scores[0] in (0.0, 1.0) and "detections" in out.details[0]
     assert pickle.loads(pickle.dumps(r)).detector._model is None
+
+
+def test_masked_crop_fills_999_outside_the_mask_and_crops_like_pil():
+    img = Image.fromarray(np.full((6, 8, 3), 200, dtype=np.uint8))
+    mask = np.zeros((6, 8), dtype=bool)
+    mask[2:4, 2:4] = True
+    crop = np.asarray(masked_crop(img, Detection("car", 0.9, (1.4, 1.6, 4.6, 4.4), mask=mask)))
+    # PIL rounds the box to (1, 2, 5, 4): 4 wide, 2 high; columns 2-3 are inside the mask, the rest #999 grey
+    assert crop.shape == (2, 4, 3)
+    assert (crop[:, 1:3] == 200).all() and (crop[:, 0] == 0x99).all() and (crop[:, 3] == 0x99).all()
+    # without a mask the image itself is cropped; a box past the border is padded with black, as PIL does
+    plain = np.asarray(masked_crop(img, Detection("car", 0.9, (6, 0, 10, 2))))
+    assert plain.shape == (2, 4, 3) and (plain[:, :2] == 200).all() and (plain[:, 2:] == 0).all()

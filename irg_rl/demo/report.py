@@ -15,6 +15,8 @@ RL_CURVE_KEYS = (
     "reward/image_2_mean",
     "reward/metric/strict_1_mean",
     "reward/metric/strict_2_mean",
+    "verdict/keep_given_right",
+    "verdict/revise_given_wrong",
 )
 
 
@@ -62,7 +64,9 @@ def write_demo_report(out: Path, folder: Path, eval_rows: dict[str, tuple[str, s
         f"Held-out ShapesWorld prompts: {first['num_prompts']} prompts x {first['images_per_prompt']} images "
         f"(prompts never seen in training); reward: {first['reward'].get('name')}. no-think = one round without "
         "thinking; think = IRG turn 1; IRG = turn 2 after reflecting. Regression rate = P(turn 2 wrong | turn 1 "
-        "correct)."
+        "correct). keep | right and revise | wrong: the reflection's verdict against the scorer's judgement of "
+        "image_1; stopped: share of trajectories a keep verdict ended (image_2 := image_1). One binomial standard "
+        f"error of a strict rate near 0.5: {0.5 / math.sqrt(max(first['num_samples'], 1)):.3f}."
     )
     table = Table("Held-out scores per stage", columns, rows, note)
     turn_keys = [t for t in ("no_think", "think", "irg") if any(t in v for v in per_stage.values())]

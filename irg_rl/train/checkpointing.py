@@ -3,7 +3,7 @@
 Layout of `<output_dir>/checkpoints/step-000123/`:
     model/             the model in the model loader's layout (configs, tokenizer, model.safetensors, ema.safetensors)
     state/             optimizer, scheduler, per-rank RNG (accelerate/DeepSpeed `save_state`), EMA shadows
-    data_state.json    every rank's sampler position
+    data_state.json    every rank's sampler position (SFT) or sampling generator state (GRPO, DPO)
     trainer.json       step, process count, per-step losses so far
     COMPLETE           written last; a directory without it is not a checkpoint
 

@@ -3,20 +3,23 @@
 - `Owlv2Detector`: transformers OWLv2 open-vocabulary detector loaded from a local directory.
 - `HttpDetector`: a remote detector (e.g. the original mmdet Mask2Former wrapped in a small server) speaking
   POST {url}/detect {"images": [b64png], "classes": [[name, ...], ...]} ->
-  {"detections": [[{"label", "score", "box": [x0, y0, x1, y1], "color"?}, ...], ...]}.
+  {"detections": [[{"label", "score", "box": [x0, y0, x1, y1], "color"?, "mask"?}, ...], ...]}, where "mask" is a
+  base64 PNG of the image's size whose non-zero pixels are the object (GenEval's Mask2Former gives masks; the
+  colour classifier then judges only the object's pixels on a #999 background).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
 from PIL import Image
 
 from rewards.builtins.geneval.rules import Detection
-from rewards.serving.protocol import encode_image
+from rewards.serving.protocol import decode_image, encode_image
 from rewards.serving.transport import RemoteError, post_json
 
-__all__ = ["Detector", "Owlv2Detector", "HttpDetector", "build_detector"]
+__all__ = ["Detector", "Owlv2Detector", "HttpDetector", "build_detector", "encode_mask"]
 
 
 class Detector(Protocol):
@@ -106,13 +109,30 @@ class HttpDetector:
                         score=float(d["score"]),
                         box=tuple(float(v) for v in d["box"][:4]),
                         color=d.get("color"),
+                        mask=_mask(d.get("mask"), img, f"image {i} detection {k}"),
                     )
-                    for d in row
+                    for k, d in enumerate(row)
                 ]
-                for row in rows
+                for i, (row, img) in enumerate(zip(rows, images, strict=True))
             ]
         except (KeyError, TypeError, ValueError) as e:
             raise RemoteError(f"geneval detector at {endpoint}: malformed response body ({e})") from e
+
+
+def encode_mask(mask: np.ndarray) -> str:
+    """bool [H, W] -> the protocol's base64 PNG (0 / 255)."""
+    return encode_image(Image.fromarray(np.asarray(mask).astype(np.uint8) * 255))
+
+
+def _mask(data: Any, image: Image.Image, where: str) -> np.ndarray | None:
+    if data is None:
+        return None
+    mask = np.asarray(decode_image(data, where).convert("L")) > 0
+    if mask.shape != (image.height, image.width):
+        raise ValueError(
+            f"{where}: mask is {mask.shape[1]}x{mask.shape[0]}, the image {image.width}x{image.height}"
+        )
+    return mask
 
 
 def build_detector(kind: str | Any, args: dict | None = None) -> Any:

@@ -50,20 +50,7 @@ class GenEvalReward(Reward):
         scores = [math.nan] * len(batch)
         details: list[dict] = [{"na": "metadata has no GenEval 'include' clauses"} for _ in range(len(batch))]
         for i, dets in zip(todo, found, strict=True):
-            meta = batch.metadata[i]
-            colored = {
-                c["class"] for key in ("include", "exclude") for c in meta.get(key) or [] if c.get("color")
-            }
-            need = [d for d in dets if d.label in colored and d.color is None]
-            if need:
-                if self.color is None:
-                    raise ValueError(
-                        f"geneval reward: sample {i} asks for colours but the detector gives none; set color: "
-                        "{model_name, checkpoint} for the CLIP colour classifier"
-                    )
-                for d, c in zip(need, self.color.classify(batch.images[i], need), strict=True):
-                    d.color = c
-            res = evaluate(meta, dets, self.rules)
+            res = evaluate(batch.metadata[i], dets, self.rules, colors_of=self._colors_of(batch.images[i], i))
             scores[i] = res[self.mode]
             details[i] = {
                 "strict": res["strict"],
@@ -80,6 +67,24 @@ class GenEvalReward(Reward):
                 ],
             }
         return RewardOutput(scores=torch.tensor(scores, dtype=torch.float32), details=details)
+
+    def _colors_of(self, image, i: int):
+        """Colours of the detections a clause asks about: the detector's own, else the CLIP classifier's (only
+        the top-`count` detections of a clause with a colour are ever classified, as in GenEval)."""
+
+        def colors_of(found):
+            if all(d.color is not None for d in found):
+                return [d.color for d in found]
+            if self.color is None:
+                raise ValueError(
+                    f"geneval reward: sample {i} asks for colours but the detector gives none; set color: "
+                    "{model_name, checkpoint} for the CLIP colour classifier"
+                )
+            for d, c in zip(found, self.color.classify(image, found), strict=True):
+                d.color = c
+            return [d.color for d in found]
+
+        return colors_of
 
     def config(self) -> dict:
         return {"mode": self.mode, "rules": asdict(self.rules)}

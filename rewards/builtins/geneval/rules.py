@@ -1,17 +1,20 @@
-"""GenEval's rules over detections (DESIGN.md section 6), as pure functions.
+"""GenEval's rules over detections, as pure functions that follow its evaluator (`evaluate_images.py`) step by step.
 
 Metadata follows GenEval's schema: {"tag", "include": [{"class", "count", "color"?, "position"?: [relation,
-index]}], "exclude"?: [{"class", "count", "color"?}]}. An include clause holds when at least `count` detections of
-the class pass the confidence threshold (0.3; 0.9 for counting prompts), at least `count` of them have the asked
-colour, and (for `position`) each of the clause's top-`count` objects stands in `relation` to every object of
-the referenced clause, with centre offsets shrunk by margin * (sum of the two box sizes). An exclude clause holds
-when fewer than `count` such detections exist (counting prompts exclude N+1). Strict = every clause holds;
-partial = fraction of clauses that hold.
+index]}], "exclude"?: [{"class", "count"}]}. Detections of a class count when their confidence is strictly above
+the threshold (0.3; 0.9 for counting prompts), best first, at most 16. An include clause takes the top-`count`
+detections as its objects: it fails with fewer than `count`; with a colour, all of those objects must be
+classified as that colour (the lower-ranked detections are never looked at); with a position, each of its
+objects must stand in the relation to every object of the referenced (earlier, matched) clause, centre offsets
+shrunk by margin * (sum of the two box sizes). An exclude clause fails when `count` or more detections of the
+class exist (colour is not looked at). Strict = every clause holds (GenEval's verdict); partial = the fraction of
+clauses that hold (our partial credit for RL).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,67 +77,92 @@ def check_metadata(meta: dict, where: str = "metadata") -> None:
                     raise ValueError(
                         f"{w}.position: expected [relation, clause_index] with relation in {RELATIONS}"
                     )
-                if not (isinstance(pos[1], int) and 0 <= pos[1] < len(include) and pos[1] != i):
+                if not (isinstance(pos[1], int) and 0 <= pos[1] < i):
                     raise ValueError(
-                        f"{w}.position: clause index {pos[1]!r} must name another include clause"
+                        f"{w}.position: clause index {pos[1]!r} must name an earlier include clause (GenEval's "
+                        f"evaluator reads the matched objects of clauses before this one; reorder the clauses)"
                     )
 
 
 def _candidates(dets: list[Detection], cls: str, thr: float, max_objects: int) -> list[Detection]:
-    found = sorted((d for d in dets if d.label == cls and d.score >= thr), key=lambda d: -d.score)
-    return found[:max_objects]
+    """GenEval's per-class list: confidence strictly above `thr`, best first (ties in reverse detector order), at
+    most `max_objects` (its NMS threshold is 1, i.e. no suppression)."""
+    rows = [d for d in dets if d.label == cls]
+    if not rows:
+        return []
+    # GenEval's ordering exactly (np.argsort reversed): ties between equal scores come out in reverse input order
+    order = np.argsort(np.array([d.score for d in rows]))[::-1]
+    return [rows[i] for i in order if rows[i].score > thr][:max_objects]
 
 
-def _with_color(found: list[Detection], color: str | None, where: str) -> list[Detection]:
-    if color is None:
-        return found
+ColorFn = Callable[[list[Detection]], list[str]]
+
+
+def _read_colors(found: list[Detection]) -> list[str]:
+    out = []
     for d in found:
         if d.color is None:
-            raise ValueError(f"{where}: asks for colour '{color}' but a '{d.label}' detection has no colour")
-    return [d for d in found if d.color == color]
+            raise ValueError(f"a '{d.label}' detection has no colour and no colour classifier was given")
+        out.append(d.color)
+    return out
 
 
-def evaluate(meta: dict, dets: list[Detection], rules: GenEvalRules | None = None) -> dict[str, Any]:
-    """Apply GenEval's rules. Returns {"strict": 0/1, "partial": [0, 1], "clauses": [{"clause", "ok", "why"}]}."""
+def evaluate(
+    meta: dict, dets: list[Detection], rules: GenEvalRules | None = None, colors_of: ColorFn | None = None
+) -> dict[str, Any]:
+    """Apply GenEval's rules, in the order of its evaluator. Returns {"strict": 0/1, "partial": [0, 1],
+    "clauses": [{"clause", "ok", "why"}]}.
+
+    Per include clause: its objects are the top-`count` detections of the class (above the threshold); fewer than
+    `count` fails; with a colour, `colors_of(objects)` (default: each detection's own `color`) must give the asked
+    colour for all of them; with a position, every object must stand in the relation to every object of the
+    referenced (earlier) clause, which must itself have matched. Per exclude clause: `count` or more detections of the class
+    (any colour) fail. Only the colours of clauses that ask for one are classified.
+    """
     rules = rules or GenEvalRules()
     check_metadata(meta)
+    colors_of = colors_of or _read_colors
     thr = rules.counting_threshold if meta.get("tag") == "counting" else rules.threshold
     groups: list[list[Detection] | None] = []
     results = []
-    # pass 1: counts and colours of every include clause (their top-`count` objects form the clause's group)
-    for i, c in enumerate(meta["include"]):
+    for c in meta["include"]:
         cls, count, color = c["class"], c.get("count", 1), c.get("color")
-        found = _candidates(dets, cls, thr, rules.max_objects)
-        matching = _with_color(found, color, f"include[{i}]")
+        found = _candidates(dets, cls, thr, rules.max_objects)[:count]
         ok, why = True, f"found {len(found)} {cls}"
         if len(found) < count:
-            ok, why = False, f"expected {count} {cls}, found {len(found)}"
-        elif len(matching) < count:
-            seen = [d.color for d in found]
-            ok, why = False, f"expected {count} {color} {cls}, found colours {seen}"
-        groups.append(matching[:count] if ok else None)
-        results.append({"clause": c, "ok": ok, "why": why})
-    # pass 2: relative positions against the referenced clause's group
-    for i, c in enumerate(meta["include"]):
-        if not c.get("position") or not results[i]["ok"]:
-            continue
-        rel, j = c["position"]
-        other = meta["include"][j]["class"]
-        if groups[j] is None:
-            results[i].update(ok=False, why=f"no {other} to be {rel}")
-            continue
-        for a in groups[i]:
-            for b in groups[j]:
-                seen = relative_position(a.box, b.box, rules.position_margin)
-                if rel not in seen:
-                    results[i].update(
-                        ok=False, why=f"expected {c['class']} {rel} {other}, saw {sorted(seen) or 'overlap'}"
+            ok, why = False, f"expected {cls}>={count}, found {len(found)}"
+        else:
+            if color is not None:
+                colors = colors_of(found)
+                if colors.count(color) < count:
+                    ok, why = (
+                        False,
+                        f"expected {color} {cls}>={count}, found {colors.count(color)} {color}; {colors}",
                     )
-    for i, c in enumerate(meta.get("exclude") or []):
+            if ok and c.get("position"):
+                rel, j = c["position"]
+                target = groups[j]
+                if target is None:
+                    ok, why = False, f"no target for {cls} to be {rel}"
+                else:
+                    for a in found:
+                        for b in target:
+                            seen = relative_position(a.box, b.box, rules.position_margin)
+                            if rel not in seen:
+                                ok, why = (
+                                    False,
+                                    f"expected {cls} {rel} target, found {sorted(seen) or 'overlap'}",
+                                )
+                                break
+                        if not ok:
+                            break
+        groups.append(found if ok else None)
+        results.append({"clause": c, "ok": ok, "why": why})
+    for c in meta.get("exclude") or []:
         cls, count = c["class"], c.get("count", 1)
-        found = _with_color(_candidates(dets, cls, thr, rules.max_objects), c.get("color"), f"exclude[{i}]")
-        ok = len(found) < count
-        results.append({"clause": c, "ok": ok, "why": f"expected < {count} {cls}, found {len(found)}"})
+        n = len(_candidates(dets, cls, thr, rules.max_objects))
+        ok = n < count
+        results.append({"clause": c, "ok": ok, "why": f"expected {cls}<{count}, found {n}"})
     n_ok = sum(r["ok"] for r in results)
     return {
         "strict": float(n_ok == len(results)),
