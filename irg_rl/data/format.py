@@ -55,10 +55,21 @@ class Part:
     need_vit: bool = False
 
     def pil(self) -> Image.Image:
-        """Decode an image part to an RGB PIL image."""
+        """Decode an image part to an RGB PIL image (transparency composited on white, as the official loader)."""
         if self.type != "image":
             raise TypeError("Part.pil() called on a text part")
-        return Image.open(io.BytesIO(self.content)).convert("RGB")
+        return to_rgb(Image.open(io.BytesIO(self.content)))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB view of any PIL image; an image with an alpha channel or a transparency key is composited on white
+    (BAGEL's data loader does the same, so transparent pixels never become black)."""
+    if image.mode == "RGBA" or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.split()[3])
+        return white
+    return image.convert("RGB")
 
 
 @dataclass
@@ -69,6 +80,8 @@ class Turn:
     role: Literal["user", "assistant"]
     # user: the prompt text; assistant: the list of parts
     content: str | list[Part] = field(default_factory=list)
+    # user turns only: train cross-entropy on the prompt text too (the official format's optional "need_loss")
+    need_loss: bool = False
 
 
 Conversation = list[Turn]
@@ -105,7 +118,9 @@ def conversation_to_json(conv: Conversation) -> str:
     turns = []
     for turn in conv:
         if turn.role == "user":
-            turns.append({"role": "user", "content": turn.content})
+            turns.append(
+                {"role": "user", "content": turn.content, **({"need_loss": True} if turn.need_loss else {})}
+            )
             continue
         parts = []
         for part in turn.content:  # type: ignore[union-attr]
@@ -158,7 +173,10 @@ def parse_conversation(text: str | bytes, file: str = "<memory>", row: int = 0, 
         if role == "user":
             if not isinstance(content, str):
                 raise err(f"{where}.content", f"user content must be a string, got {type(content).__name__}")
-            conv.append(Turn("user", content))
+            need_loss = turn.get("need_loss", False)
+            if not isinstance(need_loss, bool):
+                raise err(f"{where}.need_loss", f"must be true or false, got {need_loss!r}")
+            conv.append(Turn("user", content, need_loss=need_loss))
             continue
         if not isinstance(content, list):
             raise err(f"{where}.content", "assistant content must be a list of parts")

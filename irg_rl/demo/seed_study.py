@@ -126,7 +126,12 @@ def summarise(start: dict, runs: dict[int, dict]) -> dict:
         # NaN where an evaluation has no such figure (no verdict read, or made before verdicts were reported)
         values = [r.get(key, math.nan) for r in runs.values()]
         mean = _mean(values)
-        entry = {"mean": mean, "min": min(values), "max": max(values), "gain": mean - start.get(key, math.nan)}
+        entry = {
+            "mean": mean,
+            "min": min(values),
+            "max": max(values),
+            "gain": mean - start.get(key, math.nan),
+        }
         if key in ("think", "irg"):
             p, n = start[key], start["n"]
             entry["se_start"] = math.sqrt(max(p * (1 - p), 1e-12) / n)

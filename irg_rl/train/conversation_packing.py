@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from irg_rl.data.format import Conversation, DataFormatError
+from irg_rl.data.format import Conversation, DataFormatError, to_rgb
 from irg_rl.models.packing import PackedSequence, PackedSequenceBuilder, SpecialTokenIds
 from irg_rl.train.losses import noise_latents, sample_timesteps
 from irg_rl.train.sampler import MixedSampler, RawSample
@@ -127,11 +127,21 @@ class EncodedSample:
         return sum(s.tokens.shape[0] for s in self.segments if s.kind == "vae" and s.noised)
 
 
-def _decode(part_bytes: bytes, where: str) -> Image.Image:
+class ImagePartError(ValueError):
+    """An image part cannot be decoded; `field_path` names the part (e.g. conversation[1].content[2])."""
+
+    def __init__(self, field_path: str, problem: str):
+        self.field_path, self.problem = field_path, problem
+        super().__init__(f"field '{field_path}': {problem}")
+
+
+def _decode(part_bytes: bytes, field_path: str) -> Image.Image:
     try:
-        return Image.open(io.BytesIO(part_bytes)).convert("RGB")
+        image = Image.open(io.BytesIO(part_bytes))
+        image.load()
+        return to_rgb(image)
     except Exception as exc:  # PIL raises many types for corrupt data
-        raise ValueError(f"{where}: cannot decode image ({type(exc).__name__}: {exc})") from None
+        raise ImagePartError(field_path, f"cannot decode image ({type(exc).__name__}: {exc})") from None
 
 
 def encode_conversation(
@@ -151,11 +161,11 @@ def encode_conversation(
         out.segments.append(text(opts.system_prompt, False))
     for ti, turn in enumerate(conv):
         if turn.role == "user":
-            if coin.random() >= opts.prompt_dropout and (ti, -1) not in dropped:
-                out.segments.append(text(turn.content, False))
+            if turn.need_loss or (coin.random() >= opts.prompt_dropout and (ti, -1) not in dropped):
+                out.segments.append(text(turn.content, turn.need_loss))
             continue
         for pi, part in enumerate(turn.content):
-            here = f"{where}: conversation[{ti}].content[{pi}]"
+            here = f"conversation[{ti}].content[{pi}]"
             if (ti, pi) in dropped:
                 continue
             if part.type == "text":
@@ -259,19 +269,29 @@ def build_micro_batch(
 ) -> MicroBatch:
     """Draw samples until the token budget (or the fixed sample count) is met and pack them.
 
-    Mandatory modes (and a sample held back from the previous micro-batch) open the batch. A sample that would
-    push the batch past `max_tokens` is held back for the next one; samples longer than `max_tokens_per_sample`
-    are dropped and counted. A malformed image raises naming the file and row.
+        Mandatory modes (and a sample held back from the previous micro-batch) open the batch. A sample that would
+        push the batch past `max_tokens` is held back for the next one; samples longer than `max_tokens_per_sample`
+        are dropped and counted. An image part that cannot be decoded raises naming the file, row and part, or, when the
+    sampler skips bad rows (`data.on_error: skip`), is skipped and counted in its stats.
     """
     builder = PackedSequenceBuilder(enc.special, max_latent_size, vit_max, interpolate_pos)
     chosen: list[EncodedSample] = []
     total, dropped = 0, 0
     queue: list[RawSample] = sampler.micro_batch_start()
 
-    def encode(raw: RawSample) -> EncodedSample:
+    def encode(raw: RawSample) -> EncodedSample | None:
+        """The encoded sample; None when its image is corrupt and the sampler skips bad rows (counted)."""
         where = f"{raw.file}: row {raw.row}"
         try:
             return encode_conversation(raw.conversation, raw.mode, raw.uid, enc, opts, where)
+        except ImagePartError as exc:
+            err = DataFormatError(raw.file, raw.row, exc.field_path, exc.problem)
+            if getattr(sampler, "on_error", "raise") != "skip":
+                raise err from None
+            sampler.stats.skipped += 1
+            if len(sampler.stats.errors) < 20:
+                sampler.stats.errors.append(str(err))
+            return None
         except ValueError as exc:
             raise DataFormatError(raw.file, raw.row, "conversation", str(exc)) from None
 
@@ -283,6 +303,8 @@ def build_micro_batch(
             break
         raw = queue.pop(0) if queue else sampler.next_sample()
         sample = encode(raw)
+        if sample is None:
+            continue
         n = sample.num_tokens
         if n > opts.max_tokens_per_sample:
             dropped += 1

@@ -164,6 +164,8 @@ class MixedSampler:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} out of range for world size {world_size}")
         self.rank, self.world_size, self.seed = rank, world_size, seed
+        # "skip": malformed rows (and corrupt images found when packing) are counted in `stats` and skipped
+        self.on_error = on_error
         self.stats = ReadStats()
         self.modes = [m for m, w in mode_weights.items() if w > 0]
         if not self.modes:
