@@ -105,3 +105,13 @@ def test_7b_names_and_shapes_match_reference():
     assert bad == {}
     total = sum(torch.Size(s).numel() for k, s in ours.items() if "pos_embed" not in k)
     assert 14.0e9 < total < 14.9e9  # "14.6B parameters in total"
+
+
+def test_released_llm_config_names_the_plain_qwen2_layer_and_loads_as_mot():
+    from irg_rl.models.configs import LLMConfig
+
+    base = LLMConfig().to_dict()
+    cfg = LLMConfig.from_dict({**base, "layer_module": "Qwen2DecoderLayer"})
+    assert cfg.layer_module == "Qwen2MoTDecoderLayer"  # as the official loaders override it
+    with pytest.raises(NotImplementedError, match="layer_module 'LlamaDecoderLayer'"):
+        LLMConfig.from_dict({**base, "layer_module": "LlamaDecoderLayer"}).validate()

@@ -108,6 +108,9 @@ class LLMConfig:
         cfg = _from_json_dict(cls, data, source)
         # BAGEL's loaders override these two regardless of the file (qk-norm on, untied head)
         cfg.qk_norm, cfg.tie_word_embeddings = True, False
+        # ... and set the MoT layer: the released llm_config.json names the plain Qwen2 layer
+        if cfg.layer_module in ("Qwen2DecoderLayer", "Qwen2MoTDecoderLayer"):
+            cfg.layer_module = "Qwen2MoTDecoderLayer"
         return cfg
 
     def to_dict(self) -> dict:
