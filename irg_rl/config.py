@@ -108,7 +108,7 @@ def _parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(
-                f"command line: override '{item}' is not of the form key=value (e.g. train.lr=1e-4)"
+                f"command line: override '{item}' is not of the form key=value (e.g. optim.lr=1e-4)"
             )
         key, raw = item.split("=", 1)
         source = f"command-line override '{key}'"
@@ -209,7 +209,11 @@ def parse_cli(schema: type[T], argv: list[str] | None = None, description: str |
     parser = argparse.ArgumentParser(description=description or schema.__doc__)
     parser.add_argument("--config", type=str, default=None, help="recipe YAML file")
     parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=1e-4")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotted key=value overrides of the recipe, e.g. optim.lr=1e-4 train.max_steps=10 (--print-config lists every key)",
+    )
     args = parser.parse_args(argv)
     try:
         cfg = load_config(schema, args.config, args.overrides)

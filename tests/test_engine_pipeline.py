@@ -1,4 +1,4 @@
-"""The batched IRG engine: branch contexts follow DESIGN.md's table, batched == research baseline, trajectories."""
+"""The batched IRG engine: branch contexts follow the official IRG pipeline's contexts, batched == research baseline, trajectories."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attention-mask rules of packed sequences (DESIGN.md section 4) and RoPE position ids."""
+"""Attention-mask rules of packed sequences (BAGEL's packed attention) and RoPE position ids."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def make_example(
 
 
 def mode_conversations(ex: ShapesExample) -> dict[str, list[Turn]]:
-    """The example as one conversation per learning mode (DESIGN.md section 3)."""
+    """The example as one conversation per learning mode (`irg_rl.data.modes` describes the six)."""
     user = Turn("user", ex.meta["prompt"])
 
     def conv(*parts: Part) -> list[Turn]:

@@ -1,4 +1,4 @@
-"""The batched two-round IRG engine (DESIGN.md section 2): prompt -> think_1 -> image_1 -> think_2 -> image_2.
+"""The batched two-round IRG engine (the official IRG inference pipeline): prompt -> think_1 -> image_1 -> think_2 -> image_2.
 
 Batched over prompts x samples per prompt. Prefix sharing: the system prompt is prefilled once and selected for
 every prompt; each prompt is prefilled once and selected for its G samples. CFG branches are built from the

@@ -2,7 +2,7 @@
 
 `IRGSamplingConfig` is the `sampling:` section of a recipe (every field documented above it); `EngineConfig` is
 the recipe of `scripts/generate.py` and the rollout bench (model + sampling + ShapesWorld). Defaults follow the
-official IRG evaluation settings (DESIGN.md section 2): temperature 0.3, text CFG 4.0, image CFG 2.0, global
+official IRG evaluation settings: temperature 0.3, text CFG 4.0, image CFG 2.0, global
 renorm with CFG on t in (0.4, 1] for turn 1, per-token ("text_channel") renorm with CFG everywhere for turn 2,
 timestep shift 3.0. Steps: BAGEL's `num_timesteps=50` is a 50-point grid, i.e. 49 Euler steps.
 """

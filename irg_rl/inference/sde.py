@@ -4,7 +4,7 @@ Convention (BAGEL / SD3 rectified flow): `x_t = (1 - t) * x0 + t * eps`, velocit
 from t = 1 (noise) to t = 0 (data) on a decreasing grid `t_0 = 1 > t_1 > ... > t_N = 0`. Every function here takes
 the *positive* step size `dt = t - t_next > 0`, so the Euler step is `x_next = x - v * dt`.
 
-Flow-GRPO turns the ODE into a reverse-time SDE with the same marginals. In the signed form of DESIGN.md section 5
+Flow-GRPO turns the ODE into a reverse-time SDE with the same marginals. In the signed form used here
 the mean is `x + (v + std_t^2 / (2t) * (x + (1 - t) v)) * dt_signed` with `dt_signed = t_next - t < 0`; with our
 positive dt this is `x - (v + std_t^2 / (2t) * (x + (1 - t) v)) * dt`. `std_t = a * sqrt(t / (1 - t))` (a = noise
 level) and the transition std is `std_t * sqrt(dt)`. The term `x + (1 - t) v` equals `E[eps | x_t]`, i.e.

@@ -1,6 +1,6 @@
 """The typed SFT recipe (`SFTRecipe`): model, data mixture and packing, losses, optimiser, freezing, training, logging.
 
-Defaults are the IRG paper's stage-1 settings for BAGEL-7B-MoT (DESIGN.md section 3); the ShapesWorld recipes
+Defaults are the IRG paper's stage-1 settings for BAGEL-7B-MoT; the ShapesWorld recipes
 override sizes and step counts. `validate()` runs after loading and names the key to change on any conflict.
 """
 

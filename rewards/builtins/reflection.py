@@ -1,6 +1,6 @@
 """Reflection rewards: the format of think_2, improvement r(image_2) - r(image_1), no regression, and the verdict.
 
-These measure a reflection by what it does (DESIGN.md section 5): `improvement` and `no_regression` wrap any base
+These measure a reflection by what it does: `improvement` and `no_regression` wrap any base
 reward (a registered name with args, a spec dict, or a Reward object) and score both rounds in one batched call.
 """
 
