@@ -181,3 +181,14 @@ def sde_step_log_prob(
     """
     mean, std = sde_step_mean_std(x, v, t, t_next, noise_level)
     return gaussian_log_prob(x_next.detach(), mean, std), mean, std
+
+
+def sliding_window_start(rl_step: int, max_start: int, shift_every: int = 1, stride: int = 1) -> int:
+    """MixGRPO's sliding SDE window: the first stochastic denoising step at RL step `rl_step` (0-based).
+
+    The window starts at denoising step 0 (highest noise) and moves `stride` steps later every `shift_every` RL
+    steps, wrapping back to 0 once it would start past `max_start`: ((rl_step // shift_every) * stride) mod
+    (max_start + 1)."""
+    if max_start < 0 or shift_every < 1 or stride < 1:
+        raise ValueError("sliding_window_start: need max_start >= 0, shift_every >= 1, stride >= 1")
+    return (rl_step // shift_every) * stride % (max_start + 1)

@@ -16,7 +16,10 @@ from __future__ import annotations
 import json
 import logging
 
+from irg_rl.config import ConfigError
+from irg_rl.inference.engine_config import IRGSamplingConfig
 from irg_rl.inference.rescoring import rescore
+from irg_rl.inference.sde import sliding_window_start
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.rewards import TrajectoryRewards
 from irg_rl.train.advantages import assign_credit
@@ -31,9 +34,28 @@ __all__ = ["GRPOTrainer", "train", "main"]
 log = logging.getLogger(__name__)
 
 
+# sampling.<key> that GRPO sets from grpo.<key> (the GRPO section is their one home in a GRPO recipe)
+_FROM_GRPO = {
+    "noise_level": "noise_level",
+    "sde_window_size": "sde_window_size",
+    "sde_window_start": "sde_window_start",
+    "sde_window_max_start": "sde_window_max_start",
+    "samples_per_prompt": "group_size",
+}
+
+
 def _sync_sampling(recipe: GRPORecipe) -> None:
-    """grpo.noise_level / sde_window_* are the source of truth for the engine's SDE settings."""
+    """grpo.noise_level / sde_window_* / group_size are the source of truth for the engine's SDE settings and
+    samples per prompt; a sampling.* value set to something else is refused rather than silently replaced."""
     s, g = recipe.sampling, recipe.grpo
+    default = IRGSamplingConfig()
+    for skey, gkey in _FROM_GRPO.items():
+        mine, theirs = getattr(s, skey), getattr(g, gkey)
+        if mine != theirs and mine != getattr(default, skey):
+            raise ConfigError(
+                f"sampling.{skey}={mine!r} conflicts with grpo.{gkey}={theirs!r}: a GRPO recipe takes this setting "
+                f"from grpo.{gkey}; set it there (and leave sampling.{skey} out)"
+            )
     s.noise_level, s.sde_window_size = g.noise_level, g.sde_window_size
     s.sde_window_start, s.sde_window_max_start = g.sde_window_start, g.sde_window_max_start
     s.samples_per_prompt = g.group_size
@@ -49,6 +71,16 @@ class GRPOTrainer(RLLoop):
         recipe.validate()
         super().__init__(recipe, recipe.grpo.group_size, needs_reference=recipe.grpo.kl_coef > 0)
         self.last_ratio: dict[str, float] = {}
+
+    def window_start(self) -> int | None:
+        """The step's SDE window start: fixed, drawn (random schedule), or sliding over RL steps (MixGRPO)."""
+        g, s = self.recipe.grpo, self.recipe.sampling
+        if g.sde_window_schedule != "sliding" or s.sde_window_start is not None or s.sde_window_size <= 0:
+            return super().window_start()
+        hi = s.sde_window_max_start if s.sde_window_max_start is not None else s.steps - s.sde_window_size
+        return sliding_window_start(
+            self.setup.step, max(hi, 0), g.sde_window_shift_every, g.sde_window_stride
+        )
 
     def advantages(self, batch: TrajectoryBatch, rewards: TrajectoryRewards):
         g = self.recipe.grpo

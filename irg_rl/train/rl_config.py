@@ -27,6 +27,8 @@ AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_
 KL_KINDS = ("k3", "k1", "k2")
 # where GRPO's old (behaviour) log-probs come from (GRPOConfig.old_logprobs)
 OLD_LOGPROBS = ("rollout", "trainer")
+# how GRPO's SDE window start moves over RL steps (GRPOConfig.sde_window_schedule)
+WINDOW_SCHEDULES = ("random", "sliding")
 # how one trajectory's rewards become advantages for its segments
 CREDIT_MODES = ("shared", "per_round")
 # what the round-2 reward is normalised against (CreditConfig.round_2_baseline)
@@ -154,6 +156,14 @@ class GRPOConfig:
     sde_window_start: int | None = None
     # latest allowed random window start; None = steps - sde_window_size (same meaning as the engine's field)
     sde_window_max_start: int | None = None
+    # how the window start moves when sde_window_start is None: "random" = drawn uniformly per step
+    # (Flow-GRPO-Fast); "sliding" = MixGRPO's sliding window, starting at step 0 of the denoising and moving
+    # sde_window_stride steps later every sde_window_shift_every RL steps, wrapping past sde_window_max_start
+    sde_window_schedule: str = "random"
+    # sliding schedule: RL steps between two moves of the window
+    sde_window_shift_every: int = 1
+    # sliding schedule: denoising steps the window moves at each shift
+    sde_window_stride: int = 1
     # how rewards are assigned to the rounds' segments
     credit: CreditConfig = field(default_factory=CreditConfig)
 
@@ -180,6 +190,14 @@ class GRPOConfig:
         for key in ("text_loss_weight", "flow_loss_weight"):
             _require(getattr(self, key) >= 0, section, key, f"must be >= 0, got {getattr(self, key)}")
         _require(self.inner_updates >= 1, section, "inner_updates", f"must be >= 1, got {self.inner_updates}")
+        _require(
+            self.sde_window_schedule in WINDOW_SCHEDULES,
+            section,
+            "sde_window_schedule",
+            f"must be one of {WINDOW_SCHEDULES}, got {self.sde_window_schedule!r}",
+        )
+        for key in ("sde_window_shift_every", "sde_window_stride"):
+            _require(getattr(self, key) >= 1, section, key, f"must be >= 1, got {getattr(self, key)}")
         _require(
             self.ratio_check_tol > 0, section, "ratio_check_tol", f"must be > 0, got {self.ratio_check_tol}"
         )
