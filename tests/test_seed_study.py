@@ -66,3 +66,12 @@ def test_seed_study_runs_each_seed_and_reuses_finished_stages(tmp_path):
 def test_seed_study_names_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="heldout"):
         run_seed_study(SeedStudyOptions(heldout=str(tmp_path / "nope.jsonl")))
+
+
+def test_summary_table_rows_have_as_many_cells_as_the_header():
+    from irg_rl.demo.seed_study import summary_markdown
+
+    start = _row(0.3, 0.2, 0.6, 0.1)
+    s = summarise(start, {0: _row(0.4, 0.3, 0.5, 0.2), 1: _row(0.2, 0.25, 0.7, 0.3)})
+    table = [ln for ln in summary_markdown(SeedStudyOptions(), s).splitlines() if ln.startswith("|")]
+    assert len(table) >= 6 and len({ln.count("|") for ln in table}) == 1

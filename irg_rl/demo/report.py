@@ -64,7 +64,7 @@ def write_demo_report(out: Path, folder: Path, eval_rows: dict[str, tuple[str, s
         f"Held-out ShapesWorld prompts: {first['num_prompts']} prompts x {first['images_per_prompt']} images "
         f"(prompts never seen in training); reward: {first['reward'].get('name')}. no-think = one round without "
         "thinking; think = IRG turn 1; IRG = turn 2 after reflecting. Regression rate = P(turn 2 wrong | turn 1 "
-        "correct). keep | right and revise | wrong: the reflection's verdict against the scorer's judgement of "
+        "correct). keep given right and revise given wrong: the reflection's verdict against the scorer's judgement of "
         "image_1; stopped: share of trajectories a keep verdict ended (image_2 := image_1). One binomial standard "
         f"error of a strict rate near 0.5: {0.5 / math.sqrt(max(first['num_samples'], 1)):.3f}."
     )

@@ -24,8 +24,8 @@ METRICS = (
     ("IRG (turn 2) strict", "irg"),
     ("regression rate", "regression_rate"),
     ("improvement rate", "improvement_rate"),
-    ("keep | right", "keep_given_right"),
-    ("revise | wrong", "revise_given_wrong"),
+    ("keep given right", "keep_given_right"),
+    ("revise given wrong", "revise_given_wrong"),
 )
 
 

@@ -140,7 +140,7 @@ def summary_columns() -> list[str]:
     cols = []
     for t in TURNS:
         cols += [f"{TURN_TITLES[t]} strict", f"{TURN_TITLES[t]} partial"]
-    return cols + ["regression rate", "improvement rate", "keep | right", "revise | wrong", "stopped"]
+    return cols + ["regression rate", "improvement rate", "keep given right", "revise given wrong", "stopped"]
 
 
 def summary_row(results: dict) -> list[Any]:
@@ -241,8 +241,8 @@ def _write_outputs(out_dir: Path, results: dict, report: bool, report_samples: i
             *[TURN_TITLES[t] for t in cat_turns],
             "regression rate",
             "improvement rate",
-            "keep | right",
-            "revise | wrong",
+            "keep given right",
+            "revise given wrong",
         ],
         [
             [
