@@ -22,7 +22,7 @@ from irg_rl.train.rl_outputs import (
     wandb_table,
 )
 from irg_rl.train.rl_setup import RLSetup, heldout_prompts
-from irg_rl.train.tracking import wandb_mode
+from irg_rl.train.tracking import init_wandb, wandb_mode
 
 __all__ = ["RLLoop"]
 
@@ -154,16 +154,8 @@ class RLLoop:
         acc = s.acc
         mode = wandb_mode(r.log.wandb_mode)
         if acc.is_main_process and mode != "disabled":  # as in SFT: no wandb import when logging is off
-            import wandb
-
-            # one wandb run per output folder: a resumed run continues the same wandb run (its id is kept there)
-            id_file = s.out / "wandb_run_id"
-            run_id = id_file.read_text().strip() if id_file.is_file() else None
-            self.wandb_run = wandb.init(
-                project=r.log.project, name=r.log.run_name or s.out.name, dir=str(s.out),
-                config=to_container(r), mode=mode, resume="allow", id=run_id,
-            )  # fmt: skip
-            id_file.write_text(self.wandb_run.id)
+            name = r.log.run_name or s.out.name
+            self.wandb_run = init_wandb(s.out, r.log.project, name, to_container(r), mode)
             if s.resume_path is not None:
                 self.wandb_run.summary["resumed_from_step"] = s.step
         if acc.is_main_process:

@@ -38,7 +38,7 @@ from irg_rl.train.sft_setup import (
     make_optimizer,
     make_scheduler,
 )
-from irg_rl.train.tracking import wandb_mode
+from irg_rl.train.tracking import init_wandb, wandb_mode
 
 
 class PackedForward(nn.Module):
@@ -379,12 +379,7 @@ class SFTTrainer:
         if acc.is_main_process:
             (self.out / "recipe.yaml").write_text(to_yaml(r))
         if acc.is_main_process and mode != "disabled":
-            import wandb
-
-            run = wandb.init(
-                project=r.log.project, name=r.log.run_name or self.out.name, dir=str(self.out),
-                config=to_container(r), mode=mode, resume="allow",
-            )  # fmt: skip
+            run = init_wandb(self.out, r.log.project, r.log.run_name or self.out.name, to_container(r), mode)
         acc.print(
             f"SFT: {self.trainable:,} / {self.total:,} parameters trainable; weights from {self.components.origin}; "
             f"{acc.num_processes} process(es), ZeRO stage {self.zero}, mixed precision {acc.mixed_precision}"
