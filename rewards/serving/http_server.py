@@ -1,7 +1,14 @@
 """A stdlib HTTP server exposing one reward over `rewards.serving.protocol` (loopback by default).
 
 Routes: GET /health -> {"reward": name, "status": "ok"}; POST /score -> scores (see protocol.py).
-Bad requests get 400 with {"error"}, scoring failures 500 with {"error"} (the client retries those).
+Replies, all JSON with {"error"} on failure:
+- 400: a malformed request (missing or non-numeric Content-Length, bad JSON, not the protocol's shape);
+- 413: a body over `max_body` bytes (not read);
+- 422: a well-formed batch the reward rejects (it raised ValueError / TypeError / KeyError, e.g. metadata it cannot
+  score) - never retried by the client, since the same request would fail again;
+- 500: any other scoring failure (retried by the client);
+- 503: more than `max_concurrent` requests in flight (retried by the client after a pause).
+Each connection has a socket timeout (`timeout_s`), so a client that stops sending cannot hold a thread forever.
 """
 
 from __future__ import annotations
@@ -18,19 +25,33 @@ __all__ = ["make_server", "serve_in_thread"]
 
 log = logging.getLogger(__name__)
 
-# largest request body accepted (bytes); a batch of 64 1024^2 PNGs is well under this
-MAX_BODY = 512 * 1024 * 1024
+# largest request body accepted by default (bytes): a batch of 16 1024^2 PNGs fits comfortably
+MAX_BODY = 64 * 1024 * 1024
+# errors of a reward that mean "this input cannot be scored" (client error, 422) rather than a server failure
+REJECTED = (ValueError, TypeError, KeyError)
 
 
-def make_server(reward: Reward, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+def make_server(
+    reward: Reward,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_body: int = MAX_BODY,
+    timeout_s: float = 60.0,
+    max_concurrent: int = 8,
+) -> ThreadingHTTPServer:
     """An HTTP server bound to (host, port) scoring with `reward`; port 0 picks a free port (see server_port).
 
-    Requests are handled in threads but scored one at a time (a lock) because most models are not thread-safe.
+    Requests are handled in threads (at most `max_concurrent` at once; more get 503) but scored one at a time (a
+    lock) because most models are not thread-safe.
     """
+    if max_body < 1 or timeout_s <= 0 or max_concurrent < 1:
+        raise ValueError("make_server: need max_body >= 1, timeout_s > 0 and max_concurrent >= 1")
     lock = threading.Lock()
+    slots = threading.BoundedSemaphore(max_concurrent)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = timeout_s  # socket timeout of each connection (StreamRequestHandler applies it)
 
         def log_message(self, fmt: str, *args) -> None:
             log.info("%s %s", self.address_string(), fmt % args)
@@ -50,12 +71,35 @@ def make_server(reward: Reward, host: str = "127.0.0.1", port: int = 0) -> Threa
                 self._reply(404, {"error": f"unknown path {self.path}; use GET /health or POST /score"})
 
         def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            if not slots.acquire(blocking=False):
+                self.close_connection = True
+                self._reply(503, {"error": f"busy: {max_concurrent} requests in flight; retry later"})
+                return
+            try:
+                self._score()
+            finally:
+                slots.release()
+
+        def _score(self) -> None:
             if self.path.rstrip("/") != "/score":
                 self._reply(404, {"error": f"unknown path {self.path}; use POST /score"})
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length <= 0 or length > MAX_BODY:
-                self._reply(400, {"error": f"Content-Length {length} out of range (1..{MAX_BODY})"})
+            raw = self.headers.get("Content-Length")
+            try:
+                length = int(raw)
+            except (TypeError, ValueError):
+                self.close_connection = True
+                self._reply(400, {"error": f"Content-Length {raw!r} is missing or not a number"})
+                return
+            if length <= 0:
+                self.close_connection = True
+                self._reply(400, {"error": f"Content-Length {length} out of range (1..{max_body})"})
+                return
+            if length > max_body:
+                self.close_connection = True  # the body is not read: the connection cannot be reused
+                self._reply(
+                    413, {"error": f"request of {length} bytes is over the server's limit of {max_body}"}
+                )
                 return
             try:
                 req = json.loads(self.rfile.read(length))
@@ -71,7 +115,12 @@ def make_server(reward: Reward, host: str = "127.0.0.1", port: int = 0) -> Threa
             try:
                 with lock:
                     out = reward(batch)
-            except Exception as e:  # noqa: BLE001 - report any scoring failure to the client as a 500
+            except REJECTED as e:
+                self._reply(
+                    422, {"error": f"reward '{reward.name}' rejected the batch: {type(e).__name__}: {e}"}
+                )
+                return
+            except Exception as e:  # noqa: BLE001 - report any other scoring failure to the client as a 500
                 log.exception("reward '%s' failed", reward.name)
                 self._reply(500, {"error": f"reward '{reward.name}' failed: {type(e).__name__}: {e}"})
                 return
@@ -83,10 +132,11 @@ def make_server(reward: Reward, host: str = "127.0.0.1", port: int = 0) -> Threa
 
 
 def serve_in_thread(
-    reward: Reward, host: str = "127.0.0.1", port: int = 0
+    reward: Reward, host: str = "127.0.0.1", port: int = 0, **limits
 ) -> tuple[ThreadingHTTPServer, str]:
-    """Start a server in a daemon thread; returns (server, base_url). Call server.shutdown() to stop it."""
-    server = make_server(reward, host, port)
+    """Start a server in a daemon thread; returns (server, base_url). Call server.shutdown() to stop it.
+    `limits`: max_body, timeout_s, max_concurrent (see make_server)."""
+    server = make_server(reward, host, port, **limits)
     threading.Thread(target=server.serve_forever, daemon=True, name=f"reward-server-{reward.name}").start()
     h, p = server.server_address[:2]
     return server, f"http://{h}:{p}"
