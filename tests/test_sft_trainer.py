@@ -128,3 +128,26 @@ def test_malformed_row_stops_training_naming_file_row_field(tmp_path):
     with pytest.raises(DataFormatError) as info:
         train(recipe)
     assert "part-00000.parquet: row 1: field 'conversation[1].content[0].content'" in str(info.value)
+
+
+def test_resume_refuses_a_changed_lr_unless_allowed_and_then_applies_it(data, tmp_path):
+    from irg_rl.config import ConfigError
+
+    out = tmp_path / "out"
+    reset_accelerate()
+    train(small_recipe(data, out, "train.max_steps=3", "train.save_every=1", "train.stop_after_steps=1"))
+    reset_accelerate()
+    with pytest.raises(ConfigError, match=r"optim.lr: 0.001 in the checkpoint, 0.0005 now"):
+        SFTTrainer(small_recipe(data, out, "train.max_steps=3", "train.resume_from=auto", "optim.lr=5e-4"))
+    reset_accelerate()
+    t = SFTTrainer(
+        small_recipe(
+            data,
+            out,
+            "train.max_steps=3",
+            "train.resume_from=auto",
+            "optim.lr=5e-4",
+            "train.allow_recipe_change=true",
+        )
+    )
+    assert t.step == 1 and t.scheduler.get_last_lr()[0] == pytest.approx(5e-4)
