@@ -261,3 +261,24 @@ def test_unknown_set_and_missing_path(tmp_path):
         load_prompt_set("genevel", tmp_path)
     with pytest.raises(PromptSetError, match="does not exist"):
         load_prompt_set("wise", tmp_path / "nope.json")
+
+
+def test_genai_published_layout_reads_skills_from_genai_skills_json(tmp_path):
+    # genai_image.json as published: id -> {id, prompt, prompt in Chinese, models}; skills in genai_skills.json as
+    # tag -> [1-based prompt index] (the index's 5-digit form is the key)
+    images = {
+        f"{i:05d}": {"id": f"{i:05d}", "prompt": f"prompt {i}", "prompt in Chinese": "x", "models": {}}
+        for i in range(1, 5)
+    }
+    (tmp_path / "genai_image.json").write_text(json.dumps(images))
+    with pytest.raises(PromptSetError, match="genai_skills.json is missing"):
+        load_prompt_set("genai", tmp_path / "genai_image.json")
+    skills = {"attribute": [1, 2], "scene": [2], "counting": [3], "negation": [2, 3]}
+    (tmp_path / "genai_skills.json").write_text(json.dumps(skills))
+    ps = load_prompt_set("genai", tmp_path / "genai_image.json")
+    assert [p.category for p in ps] == ["basic", "advanced", "advanced", "untagged"]
+    assert ps[1].metadata["basic_skills"] == ["attribute", "scene"]
+    assert ps[1].metadata["advanced_skills"] == ["negation"]
+    (tmp_path / "genai_skills.json").write_text(json.dumps({"scene": [9]}))
+    with pytest.raises(PromptSetError, match=r"prompt index 9 \(00009\) is not in genai_image.json"):
+        load_prompt_set("genai", tmp_path / "genai_image.json")

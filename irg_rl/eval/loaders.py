@@ -267,8 +267,41 @@ def _skills(value: Any, where: str) -> list[str]:
     )
 
 
+# GenAI-Bench's skill tags (genai_skills.json keys), by group
+GENAI_BASIC = ("attribute", "scene", "spatial relation", "action relation", "part relation")
+GENAI_ADVANCED = ("counting", "comparison", "differentiation", "negation", "universal")
+
+
+def _genai_skill_file(path: Path, items: list[tuple[str, dict]]) -> dict[str, list[str]]:
+    """key -> skill tags from `genai_skills.json` beside the prompt file: {tag: [1-based prompt index, ...]}, the
+    index naming the prompt whose key is its 5-digit form (7 -> "00007"), as GenAI-Bench's own evaluation reads it."""
+    f = path.parent / "genai_skills.json"
+    data = _read_json(f)
+    if not isinstance(data, dict):
+        raise PromptSetError(
+            f"{f}: expected a JSON object tag -> [prompt index, ...], got {type(data).__name__}"
+        )
+    keys = {k for k, _ in items}
+    tags: dict[str, list[str]] = {}
+    for tag, indices in data.items():
+        if not isinstance(indices, list):
+            raise PromptSetError(
+                f"{f}[{tag!r}]: expected a list of prompt indices, got {type(indices).__name__}"
+            )
+        for idx in indices:
+            key = f"{int(idx):05d}" if isinstance(idx, int) or str(idx).isdigit() else str(idx)
+            if key not in keys:
+                raise PromptSetError(f"{f}[{tag!r}]: prompt index {idx!r} ({key}) is not in {path.name}")
+            tags.setdefault(key, []).append(str(tag))
+    return tags
+
+
 def load_genai(path: Path) -> list[EvalPrompt]:
-    """GenAI-Bench genai_image.json (dict id -> item; a list of items with 'id' is accepted too)."""
+    """GenAI-Bench `genai_image.json` (dict id -> item; a list of items with 'id' is accepted too) with its skill
+    tags from `genai_skills.json` in the same folder (the published layout). Items that carry `basic_skills` /
+    `advanced_skills` themselves need no skills file. Category: advanced if any advanced skill, basic if any basic
+    one, else untagged (the release has 7 untagged prompts). Neither skill source present is an error: the
+    per-skill scores would be lost silently."""
     data = _read_json(path)
     if isinstance(data, list):
         items = [(str(_need(d, "id", f"{path}[{i}]", object)), d) for i, d in enumerate(data)]
@@ -278,16 +311,31 @@ def load_genai(path: Path) -> list[EvalPrompt]:
         raise PromptSetError(
             f"{path}: expected a JSON object id -> {{prompt, ...}}, got {type(data).__name__}"
         )
+    for key, item in items:
+        if not isinstance(item, dict):
+            raise PromptSetError(
+                f"{path}[{key!r}]: expected an object with 'prompt', got {type(item).__name__}"
+            )
+        _need(item, "prompt", f"{path}[{key!r}]")
+    inline = any("basic_skills" in v or "advanced_skills" in v for _, v in items)
+    skill_file = path.parent / "genai_skills.json"
+    if not inline and not skill_file.is_file():
+        raise PromptSetError(
+            f"{path}: no skill tags: put GenAI-Bench's genai_skills.json beside it ({skill_file} is missing), as "
+            f"published with genai_image.json"
+        )
+    tags = _genai_skill_file(path, items) if skill_file.is_file() else {}
     out = []
     for key, item in items:
         where = f"{path}[{key!r}]"
-        if not isinstance(item, dict):
-            raise PromptSetError(f"{where}: expected an object with 'prompt', got {type(item).__name__}")
-        prompt = _need(item, "prompt", where)
+        prompt = item["prompt"]
         basic = _skills(item.get("basic_skills"), f"{where}.basic_skills")
         advanced = _skills(item.get("advanced_skills"), f"{where}.advanced_skills")
+        basic += [t for t in tags.get(key, []) if t in GENAI_BASIC and t not in basic]
+        advanced += [t for t in tags.get(key, []) if t in GENAI_ADVANCED and t not in advanced]
         meta = {"genai_id": key, "basic_skills": basic, "advanced_skills": advanced}
-        out.append(EvalPrompt(_safe_id(key), prompt, meta, "advanced" if advanced else "basic"))
+        category = "advanced" if advanced else ("basic" if basic else "untagged")
+        out.append(EvalPrompt(_safe_id(key), prompt, meta, category))
     return out
 
 
