@@ -282,3 +282,10 @@ def test_genai_published_layout_reads_skills_from_genai_skills_json(tmp_path):
     (tmp_path / "genai_skills.json").write_text(json.dumps({"scene": [9]}))
     with pytest.raises(PromptSetError, match=r"prompt index 9 \(00009\) is not in genai_image.json"):
         load_prompt_set("genai", tmp_path / "genai_image.json")
+
+
+def test_dpg_without_its_csv_names_the_missing_file(tmp_path):
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "a.txt").write_text("a cat")
+    with pytest.raises(PromptSetError, match=r"dpg_bench.csv is missing"):
+        load_prompt_set("dpg", tmp_path)

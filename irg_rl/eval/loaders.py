@@ -362,7 +362,10 @@ def _dpg_paths(path: Path) -> tuple[Path, Path | None]:
     else:
         csv_path, prompts = path, path.parent / "prompts"
     if not csv_path.is_file():
-        raise PromptSetError(f"{path}: no dpg_bench.csv; pass ELLA's dpg_bench/ folder or the csv itself")
+        raise PromptSetError(
+            f"{csv_path} is missing: DPG-Bench's questions and dependencies are in dpg_bench.csv; pass the "
+            f"dpg_bench/ folder holding it (and prompts/) or the csv itself"
+        )
     return csv_path, prompts if prompts.is_dir() else None
 
 
