@@ -182,7 +182,8 @@ def _verdict_table(v: dict) -> Table:
             ["right", v["keep_right"], v["revise_right"], v["keep_given_right"]],
             ["wrong", v["keep_wrong"], v["revise_wrong"], v["revise_given_wrong"]],
         ],
-        f"{v['n']} trajectories; overall accuracy {v['accuracy']}; no verdict in {v['none']}; "
+        f"{v['n']} trajectories; overall accuracy "
+        f"{'n/a' if v['accuracy'] is None else format(v['accuracy'], '.3f')}; no verdict in {v['none']}; "
         f"stopped (image_2 := image_1) {v['stopped']}.",
     )
 
