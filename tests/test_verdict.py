@@ -105,3 +105,26 @@ def test_verdict_reward_plugin_scores_agreement_with_the_shapes_scorer():
     assert out.scores.tolist() == [1.0, 0.0, 0.0, 1.0]
     assert [d["verdict"] for d in out.details] == ["keep", "revise", "keep", "revise"]
     assert [d["image_1_right"] for d in out.details] == [True, True, False, False]
+
+
+def test_evaluation_summary_reports_the_verdict_per_run_and_per_tag():
+    from irg_rl.eval.metrics import per_category, summarize
+
+    def rec(cat, s1, s2, verdict, stopped):
+        turns = {
+            "think": {"strict": s1, "partial": s1, "score": s1},
+            "irg": {"strict": s2, "partial": s2, "score": s2},
+        }
+        return {"category": cat, "turns": turns, "verdict": verdict, "stopped": stopped}
+
+    records = [
+        rec("colors", 1.0, 1.0, "keep", True),
+        rec("colors", 0.0, 1.0, "revise", False),
+        rec("position", 1.0, 0.0, "revise", False),
+        rec("position", 0.0, 0.0, "keep", True),
+    ]
+    v = summarize(records)["verdict"]
+    assert (v["keep_given_right"], v["revise_given_wrong"], v["stopped_share"]) == (0.5, 0.5, 0.5)
+    cats = per_category(records)
+    assert cats["colors"]["verdict"]["accuracy"] == 1.0 and cats["position"]["verdict"]["accuracy"] == 0.0
+    assert "verdict" not in summarize([{**r, "verdict": None} for r in records])
