@@ -1,7 +1,7 @@
 """Load and save BAGEL-7B-MoT-layout checkpoint directories.
 
 Layout: `config.json` (BagelConfig, incl. `vae_kind`), `llm_config.json`, `vit_config.json`, tokenizer files,
-`ema.safetensors` (the model, tensor names as in shared/reference/bagel-7b-mot-state-dict.tsv) and
+`ema.safetensors` (the model, tensor names as in the released BAGEL-7B-MoT checkpoint, 1223 tensors) and
 `ae.safetensors` (the VAE: FLUX's original key layout, or our grid codec / tiny AE).
 Loading builds the model on the meta device and assigns tensors read from safetensors in the target dtype, so
 no fp32 copy of a bf16 checkpoint is ever made. The two fixed sin-cos tables (`latent_pos_embed.pos_embed`,
