@@ -1,4 +1,4 @@
-"""The batched two-round IRG engine (the official IRG inference pipeline): prompt -> think_1 -> image_1 -> think_2 -> image_2.
+"""The batched two-round IRG engine, as the official IRG pipeline: prompt -> think_1 -> image_1 -> think_2 -> image_2.
 
 Batched over prompts x samples per prompt. Prefix sharing: the system prompt is prefilled once and selected for
 every prompt; each prompt is prefilled once and selected for its G samples. CFG branches are built from the
@@ -142,6 +142,7 @@ class IRGEngine:
         ctx = ctx.select(torch.arange(P).repeat_interleave(G1))
 
         thinks: dict[int, list[TextSample]] = {}
+        think_texts: dict[int, list[str]] = {}  # decoded once: the verdict and the trajectories read them
         # round -> the rows whose image is sampled (absent: all); keep-stopped rows are left out of round 2
         sampled: dict[int, list[int]] = {}
         verdicts: list[str] | None = None
@@ -177,6 +178,9 @@ class IRGEngine:
                 ctx.segments.append(f"think_{k}")
                 if img_neg is not None:
                     img_neg.add_text(model, f"think_{k}", [s.context_ids for s in thinks[k]])
+                think_texts[k] = [
+                    self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in thinks[k]
+                ]
                 stats[f"think_{k}_s"] = time.perf_counter() - ts0
                 stats["think_tokens"] += sum(len(s.token_ids) for s in thinks[k])
             branches = [ctx] + ([text_neg] if use_text else []) + ([img_neg] if use_img and k == 2 else [])
@@ -186,8 +190,7 @@ class IRGEngine:
             }
             ti0 = time.perf_counter()
             if k == 2 and c.reads_verdict:
-                texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in thinks[2]]
-                verdicts = parse_verdicts(texts, c.keep_pattern, c.revise_pattern)
+                verdicts = parse_verdicts(think_texts[2], c.keep_pattern, c.revise_pattern)
                 if c.on_keep == "stop":
                     sampled[2] = [i for i, v in enumerate(verdicts) if v != "keep"]
             rows_k = sampled.get(k, list(range(rows)))
@@ -219,7 +222,7 @@ class IRGEngine:
             for k in range(1, c.rounds + 1):
                 row = i // B2 if k == 1 else i  # round-1 segments are shared by a branch set
                 if c.think:
-                    segs.append(self._text_segment(f"think_{k}", thinks[k][row]))
+                    segs.append(_text_segment(f"think_{k}", thinks[k][row], think_texts[k][row]))
                 cond = cond_tokens[i].float().cpu() if (k == 1 and c.rounds == 2) else None
                 if k in sampled and row not in position[k]:
                     segs.append(_kept_segment(f"image_{k}", next(s for s in segs if s.name == "image_1")))
@@ -242,15 +245,16 @@ class IRGEngine:
             )
         return TrajectoryBatch(trajs, c.to_dict(), mode, branch_segments, stats)
 
-    def _text_segment(self, name: str, s: TextSample) -> TextSegment:
-        return TextSegment(
-            name=name,
-            context_ids=list(s.context_ids),
-            token_ids=torch.tensor(s.token_ids, dtype=torch.long),
-            logprobs=torch.tensor(s.logprobs, dtype=torch.float32),
-            text=self.tokenizer.decode(s.token_ids, skip_special_tokens=True),
-            stop_reason=s.stop_reason,
-        )
+
+def _text_segment(name: str, s: TextSample, text: str) -> TextSegment:
+    return TextSegment(
+        name=name,
+        context_ids=list(s.context_ids),
+        token_ids=torch.tensor(s.token_ids, dtype=torch.long),
+        logprobs=torch.tensor(s.logprobs, dtype=torch.float32),
+        text=text,
+        stop_reason=s.stop_reason,
+    )
 
 
 def _kept_segment(name: str, first: ImageSegment) -> ImageSegment:

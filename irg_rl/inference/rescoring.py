@@ -189,19 +189,13 @@ def rescore(model: BagelModel, batch: TrajectoryBatch) -> RescoreOutput:
                 row_mean.append(mean[0])
                 row_std.append(std.reshape(-1)[0])
             # a trajectory stopped before image_2 recorded no step: padded rows, masked by `sde_mask`
-            pad = K - len(row_lp)
-            zero_mean = seg.x_t.new_zeros(pad, *seg.x_t.shape[1:]).to(model.device)
-            lps.append(
-                torch.cat([torch.stack(row_lp), zero_mean.new_zeros(pad)])
-                if row_lp
-                else zero_mean.new_zeros(K)
-            )
-            means.append(torch.cat([torch.stack(row_mean), zero_mean]) if row_mean else zero_mean)
-            stds.append(
-                torch.cat([torch.stack(row_std), zero_mean.new_ones(pad)])
-                if row_std
-                else zero_mean.new_ones(K)
-            )
+            for _ in range(K - len(row_lp)):
+                row_lp.append(torch.zeros((), device=model.device))
+                row_mean.append(torch.zeros(seg.x_t.shape[1:], device=model.device))
+                row_std.append(torch.ones((), device=model.device))
+            lps.append(torch.stack(row_lp))
+            means.append(torch.stack(row_mean))
+            stds.append(torch.stack(row_std))
         res.sde_logprobs[name] = torch.stack(lps)
         res.sde_mean[name] = torch.stack(means)
         res.sde_std[name] = torch.stack(stds)

@@ -18,7 +18,7 @@ from irg_rl.models import KVCache
 
 from .cfg import cfg_active, combine_cfg
 from .context import decode_latents, latent_grid, reencode, sample_seed, vit_input
-from .engine import IRGEngine, _image_segment
+from .engine import IRGEngine, _image_segment, _text_segment
 from .image_sampler import ImageSample, initial_noise, needed_branches
 from .sde import euler_step, gaussian_log_prob, sde_step_mean_std, timestep_grid
 from .text_sampler import sample_text
@@ -125,7 +125,8 @@ def research_generate(
                     model.prefill_text(img_ctx, [sample.context_ids], logits=None)
                     think_tokens += len(sample.token_ids)
                     think_s += time.perf_counter() - t1
-                    segs.append(engine._text_segment(f"think_{k}", sample))
+                    text = engine.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
+                    segs.append(_text_segment(f"think_{k}", sample, text))
                 caches = [
                     gen_ctx,
                     text_ctx if use_text else None,

@@ -77,9 +77,8 @@ class GRPOTrainer(RLLoop):
         g, s = self.recipe.grpo, self.recipe.sampling
         if g.sde_window_schedule != "sliding" or s.sde_window_start is not None or s.sde_window_size <= 0:
             return super().window_start()
-        hi = s.sde_window_max_start if s.sde_window_max_start is not None else s.steps - s.sde_window_size
         return sliding_window_start(
-            self.setup.step, max(hi, 0), g.sde_window_shift_every, g.sde_window_stride
+            self.setup.step, self.window_max_start(), g.sde_window_shift_every, g.sde_window_stride
         )
 
     def advantages(self, batch: TrajectoryBatch, rewards: TrajectoryRewards):

@@ -99,8 +99,10 @@ def check_recipe_change(checkpoint: Path, recipe, allow: bool, log=print) -> lis
     return safe + other
 
 
-def rescale_lr(optimizer, scheduler, old_lr: float, new_lr: float) -> None:
-    """Make a restored LambdaLR schedule run at `new_lr` (its base learning rates were saved at `old_lr`)."""
+def rescale_lr(optimizer, scheduler, changes: list[tuple[str, Any, Any]], new_lr: float) -> None:
+    """Make a restored LambdaLR schedule run at `new_lr` when `changes` (from `check_recipe_change`) say the
+    checkpoint was trained at another `optim.lr` (its base learning rates were saved at that value)."""
+    old_lr = float(next((old for k, old, _ in changes if k == "optim.lr"), new_lr))
     if old_lr == new_lr:
         return
     if old_lr <= 0:

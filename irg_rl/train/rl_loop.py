@@ -62,8 +62,13 @@ class RLLoop:
         s = self.recipe.sampling
         if s.sde_window_start is not None or s.sde_window_size <= 0:
             return s.sde_window_start
+        return int(self.setup.rng.integers(0, self.window_max_start() + 1))
+
+    def window_max_start(self) -> int:
+        """Latest SDE window start (sampling.sde_window_max_start, or steps - window size when unset)."""
+        s = self.recipe.sampling
         hi = s.sde_window_max_start if s.sde_window_max_start is not None else s.steps - s.sde_window_size
-        return int(self.setup.rng.integers(0, max(hi, 0) + 1))
+        return max(hi, 0)
 
     def collect(
         self, metas: list[dict], G: int, seed: int, mode: str

@@ -223,8 +223,7 @@ class RLSetup:
             self.acc.load_state(str(self.resume_path / "state"))
             state = ckpt.read_trainer_state(self.resume_path)
             self.step, self.history = int(state["step"]), list(state["history"])
-            old_lr = next((old for k, old, _ in self.changes if k == "optim.lr"), r.optim.lr)
-            rescale_lr(self.opt, self.scheduler, float(old_lr), r.optim.lr)
+            rescale_lr(self.opt, self.scheduler, self.changes, r.optim.lr)
             msg = f"resumed from step {self.step} (checkpoint {self.resume_path})"
             self.acc.print(msg)
             log.info(msg)

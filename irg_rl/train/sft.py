@@ -195,8 +195,7 @@ class SFTTrainer:
                 shutil.rmtree(state_dir, ignore_errors=True)
         state = ckpt.read_trainer_state(path)
         self.step, self.history = int(state["step"]), list(state["history"])
-        old_lr = next((old for k, old, _ in changes if k == "optim.lr"), self.recipe.optim.lr)
-        rescale_lr(self.opt, self.scheduler, float(old_lr), self.recipe.optim.lr)
+        rescale_lr(self.opt, self.scheduler, changes, self.recipe.optim.lr)
         self.sampler.load_state_dict(ckpt.read_data_state(path), self.step)
         if self.ema is not None:
             same = state["world_size"] == self.acc.num_processes
