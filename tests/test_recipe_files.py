@@ -6,7 +6,7 @@ import pytest
 
 from irg_rl.config import load_config
 from irg_rl.eval.eval_config import EvalRecipe
-from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe
+from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe, NFTRecipe
 from irg_rl.train.sft_config import SFTRecipe
 
 RECIPES = Path(__file__).parent.parent / "recipes"
@@ -15,12 +15,13 @@ SCHEMAS = {
     "sft_stage2": SFTRecipe,
     "grpo": GRPORecipe,
     "dpo": DPORecipe,
+    "nft": NFTRecipe,
     "eval": EvalRecipe,
 }
 FILES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate")
 # values a recipe leaves required (`???`) because only the user knows them
 _BAGEL7B = ["model.source=/ckpt/bagel-irg-sft", "prompts.source=/data/geneval_prompts.jsonl"]
-REQUIRED = {"bagel7b/grpo": _BAGEL7B, "bagel7b/dpo": _BAGEL7B}
+REQUIRED = {"bagel7b/grpo": _BAGEL7B, "bagel7b/dpo": _BAGEL7B, "bagel7b/nft": _BAGEL7B}
 
 
 def test_every_recipe_has_a_schema():

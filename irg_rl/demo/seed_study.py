@@ -17,7 +17,7 @@ from pathlib import Path
 from irg_rl.config import load_config
 from irg_rl.demo.stages import Stage, run_stages
 
-ALGOS = ("grpo", "dpo")
+ALGOS = ("grpo", "dpo", "nft")
 # columns of the study table: (label, key into an eval summary row)
 METRICS = (
     ("think (turn 1) strict", "think"),
@@ -33,7 +33,7 @@ METRICS = (
 class SeedStudyOptions:
     """Options of `scripts/rl_seeds.py`."""
 
-    # grpo | dpo
+    # grpo | dpo | nft
     algo: str = "grpo"
     # the RL recipe (its model.source is replaced by `start`)
     recipe: str = "recipes/shapes/grpo.yaml"
@@ -93,6 +93,9 @@ def _train(opts: SeedStudyOptions, seed: int) -> Callable[[Path], dict]:
         if opts.algo == "grpo":
             from irg_rl.train.grpo import train
             from irg_rl.train.rl_recipe import GRPORecipe as Recipe
+        elif opts.algo == "nft":
+            from irg_rl.train.nft import train
+            from irg_rl.train.rl_recipe import NFTRecipe as Recipe
         else:
             from irg_rl.train.dpo import train
             from irg_rl.train.rl_recipe import DPORecipe as Recipe

@@ -9,6 +9,10 @@ them, and they do not advance RoPE), so every branch's velocity comes from one f
 - the image-CFG branch of turn 2 (system, prompt, think_1, think_2; no image_1) is a second packed sample.
 Guidance is combined with `combine_cfg` exactly as in sampling and each step is scored with
 `sde.sde_step_log_prob`; think tokens are scored with the same temperature as when they were sampled.
+
+`rescore_noised` is the forward-process variant (DiffusionNFT): the same layout, but each image's noise blocks are
+given noised copies of its clean latent `(x_t, t)` instead of the recorded SDE steps, and only the conditional
+(main) branch is built: it returns the think log-probs and the raw velocity of every given block.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from .sde import sde_step_log_prob
 from .text_sampler import token_logprobs
 from .trajectory import Trajectory, TrajectoryBatch
 
-__all__ = ["RescoreOutput", "build_rescoring_sequence", "rescore"]
+__all__ = ["RescoreOutput", "NoisedLatents", "build_rescoring_sequence", "rescore", "rescore_noised"]
 
 
 @dataclass
@@ -50,6 +54,20 @@ class RescoreOutput:
 
 
 @dataclass
+class NoisedLatents:
+    """Noised copies of one generated image for the forward-process objective."""
+
+    # x_t = (1 - t) x0 + t eps per copy [M, n, P] (float32)
+    x_t: torch.Tensor
+    # timestep of each copy [M]
+    t: torch.Tensor
+
+
+# per trajectory of a batch: image name -> its noised copies (an image left out is not trained)
+NoisedBatch = list[dict[str, NoisedLatents]]
+
+
+@dataclass
 class _Layout:
     # (trajectory, image name, branch, recorded step) per noise block, in packed order
     blocks: list[tuple[int, str, str, int]] = field(default_factory=list)
@@ -66,6 +84,16 @@ def _noise_blocks(b, lay: _Layout, i: int, traj: Trajectory, name: str, branch: 
         lay.blocks.append((i, name, branch, j))
 
 
+def _given_blocks(b, lay: _Layout, i: int, traj: Trajectory, name: str, noised: NoisedBatch) -> None:
+    given = noised[i].get(name)
+    if given is None:
+        return
+    grid = traj.segment(name).grid_hw
+    for m in range(given.x_t.shape[0]):
+        b.add_vae_image(given.x_t[m], grid, t=float(given.t[m]), noised=True)
+        lay.blocks.append((i, name, "given", m))
+
+
 def _think(b, lay: _Layout, i: int, traj: Trajectory, name: str, loss: bool) -> None:
     seg = traj.segment(name)
     b.add_text(seg.context_ids, loss=loss)
@@ -73,8 +101,12 @@ def _think(b, lay: _Layout, i: int, traj: Trajectory, name: str, loss: bool) -> 
         lay.texts.append((i, name, len(seg.context_ids) - 1))
 
 
-def build_rescoring_sequence(model: BagelModel, batch: TrajectoryBatch):
-    """-> (PackedSequence, layout) for every trajectory of the batch (see the module docstring)."""
+def build_rescoring_sequence(model: BagelModel, batch: TrajectoryBatch, noised: NoisedBatch | None = None):
+    """-> (PackedSequence, layout) for every trajectory of the batch (see the module docstring).
+
+    With `noised` (one dict per trajectory) the image blocks are the given noised copies, main branch only."""
+    if noised is not None and len(noised) != len(batch):
+        raise ValueError(f"noised latents for {len(noised)} trajectories, batch has {len(batch)}")
     cfg = IRGSamplingConfig.from_dict(batch.settings)
     mc = model.config
     b = PackedSequenceBuilder(
@@ -83,6 +115,15 @@ def build_rescoring_sequence(model: BagelModel, batch: TrajectoryBatch):
     lay = _Layout()
     use1, _ = needed_branches(cfg.turn1)
     use2, img2 = needed_branches(cfg.turn2)
+    if noised is not None:  # the forward-process objective is CFG-free: conditional branch only
+        use1 = use2 = img2 = False
+
+    def main_blocks(i: int, tr: Trajectory, name: str, turn) -> None:
+        if noised is None:
+            _noise_blocks(b, lay, i, tr, name, "main", turn, False)
+        else:
+            _given_blocks(b, lay, i, tr, name, noised)
+
     for i, tr in enumerate(batch.trajectories):
         if tr.system_ids:
             b.add_text(tr.system_ids)
@@ -91,7 +132,7 @@ def build_rescoring_sequence(model: BagelModel, batch: TrajectoryBatch):
         b.add_text(tr.prompt_ids)
         if cfg.think:
             _think(b, lay, i, tr, "think_1", True)
-        _noise_blocks(b, lay, i, tr, "image_1", "main", cfg.turn1, False)
+        main_blocks(i, tr, "image_1", cfg.turn1)
         if cfg.rounds == 2:
             img1 = tr.segment("image_1")
             if img1.cond_tokens is None:
@@ -106,7 +147,7 @@ def build_rescoring_sequence(model: BagelModel, batch: TrajectoryBatch):
                 _noise_blocks(b, lay, i, tr, "image_2", "text_neg", cfg.turn2, True)
             if cfg.think:
                 _think(b, lay, i, tr, "think_2", True)
-            _noise_blocks(b, lay, i, tr, "image_2", "main", cfg.turn2, False)
+            main_blocks(i, tr, "image_2", cfg.turn2)
         b.end_sample()
         steps2 = tr.segment("image_2").t if cfg.rounds == 2 else torch.zeros(0)
         if img2 and cfg.rounds == 2 and any(cfg_active(float(t), cfg.turn2.cfg_interval) for t in steps2):
@@ -121,16 +162,12 @@ def build_rescoring_sequence(model: BagelModel, batch: TrajectoryBatch):
     return b.build(), lay
 
 
-def rescore(model: BagelModel, batch: TrajectoryBatch) -> RescoreOutput:
-    """Log-probs of the batch's sampled think tokens and SDE steps under `model`'s current weights (with grad)."""
-    cfg = IRGSamplingConfig.from_dict(batch.settings)
-    seq, lay = build_rescoring_sequence(model, batch)
-    out = model.forward_packed(seq.to(model.device))
-    N = len(batch)
-    res = RescoreOutput()
-
-    # think tokens: CE rows come in the order the scored pieces were added
+def _score_texts(
+    out, lay: _Layout, batch: TrajectoryBatch, cfg: IRGSamplingConfig, device, res: RescoreOutput
+):
+    """Think-token log-probs into `res` (CE rows come in the order the scored pieces were added)."""
     if lay.texts:
+        N = len(batch)
         row = 0
         per: dict[str, list[torch.Tensor | None]] = {}
         for i, name, rows in lay.texts:
@@ -144,10 +181,19 @@ def rescore(model: BagelModel, batch: TrajectoryBatch) -> RescoreOutput:
             row += rows
         for name, lps in per.items():
             _, _, mask = batch.text_tensors(name)
-            padded = torch.zeros(mask.shape, dtype=torch.float32, device=model.device)
+            padded = torch.zeros(mask.shape, dtype=torch.float32, device=device)
             for i, lp in enumerate(lps):
                 padded[i, : lp.numel()] = lp
-            res.text_logprobs[name], res.text_mask[name] = padded, mask.to(model.device)
+            res.text_logprobs[name], res.text_mask[name] = padded, mask.to(device)
+
+
+def rescore(model: BagelModel, batch: TrajectoryBatch) -> RescoreOutput:
+    """Log-probs of the batch's sampled think tokens and SDE steps under `model`'s current weights (with grad)."""
+    cfg = IRGSamplingConfig.from_dict(batch.settings)
+    seq, lay = build_rescoring_sequence(model, batch)
+    out = model.forward_packed(seq.to(model.device))
+    res = RescoreOutput()
+    _score_texts(out, lay, batch, cfg, model.device, res)
 
     # SDE steps: split the velocities per noise block, then combine the branches as in sampling
     vel: dict[tuple[int, str, str, int], torch.Tensor] = {}
@@ -201,3 +247,25 @@ def rescore(model: BagelModel, batch: TrajectoryBatch) -> RescoreOutput:
         res.sde_std[name] = torch.stack(stds)
         res.sde_mask[name] = batch.sde_mask(name).to(model.device)
     return res
+
+
+def rescore_noised(
+    model: BagelModel, batch: TrajectoryBatch, noised: NoisedBatch
+) -> tuple[RescoreOutput, list[dict[str, torch.Tensor]]]:
+    """Think-token log-probs (in the `RescoreOutput`; no SDE fields) and the conditional velocity of every given
+    noised copy under `model`'s weights, with grad: per trajectory, image name -> velocity `[M, n, P]`."""
+    cfg = IRGSamplingConfig.from_dict(batch.settings)
+    seq, lay = build_rescoring_sequence(model, batch, noised)
+    out = model.forward_packed(seq.to(model.device))
+    res = RescoreOutput()
+    _score_texts(out, lay, batch, cfg, model.device, res)
+    rows: dict[tuple[int, str], list[torch.Tensor]] = {}
+    row = 0
+    for i, name, _, _ in lay.blocks:
+        n = noised[i][name].x_t.shape[1]
+        rows.setdefault((i, name), []).append(out.velocity[row : row + n])
+        row += n
+    vel: list[dict[str, torch.Tensor]] = [{} for _ in range(len(batch))]
+    for (i, name), vs in rows.items():
+        vel[i][name] = torch.stack(vs)
+    return res, vel

@@ -69,8 +69,13 @@ class GRPOTrainer(RLLoop):
     def __init__(self, recipe: GRPORecipe):
         _sync_sampling(recipe)
         recipe.validate()
-        super().__init__(recipe, recipe.grpo.group_size, needs_reference=recipe.grpo.kl_coef > 0)
+        super().__init__(recipe, recipe.grpo.group_size, needs_reference=self.needs_reference(recipe))
         self.last_ratio: dict[str, float] = {}
+
+    @staticmethod
+    def needs_reference(recipe) -> bool:
+        """A reference model is built only when a KL term uses it."""
+        return recipe.grpo.kl_coef > 0
 
     def window_start(self) -> int | None:
         """The step's SDE window start: fixed, drawn (random schedule), or sliding over RL steps (MixGRPO)."""

@@ -19,6 +19,8 @@ __all__ = [
     "CreditConfig",
     "GRPOConfig",
     "DPOConfig",
+    "NFTConfig",
+    "NFT_TIMESTEPS",
 ]
 
 # how per-token / per-step losses become one number (see policy_loss.aggregate)
@@ -27,6 +29,8 @@ AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_
 KL_KINDS = ("k3", "k1", "k2")
 # where GRPO's old (behaviour) log-probs come from (GRPOConfig.old_logprobs)
 OLD_LOGPROBS = ("rollout", "trainer")
+# where DiffusionNFT draws its forward-process times (NFTConfig.timesteps)
+NFT_TIMESTEPS = ("grid", "uniform")
 # how GRPO's SDE window start moves over RL steps (GRPOConfig.sde_window_schedule)
 WINDOW_SCHEDULES = ("random", "sliding")
 # how one trajectory's rewards become advantages for its segments
@@ -274,3 +278,53 @@ class DPOConfig:
         )
         for key in ("text_loss_weight", "flow_loss_weight"):
             _require(getattr(self, key) >= 0, section, key, f"must be >= 0, got {getattr(self, key)}")
+
+
+@dataclass
+class NFTConfig:
+    """DiffusionNFT on the image rounds (forward-process flow matching between implicit positive and negative
+    policies; see `irg_rl.train.nft_loss`). The text rounds use the `grpo:` section's clipped objective."""
+
+    # strength of the implicit policies v_pos/neg = v_old +/- beta (v - v_old) (DiffusionNFT uses 1.0 for most runs)
+    beta: float = 1.0
+    # advantages are clipped to [-adv_clip_max, adv_clip_max] and mapped to r = 1/2 + A / (2 adv_clip_max)
+    adv_clip_max: float = 5.0
+    # noised copies (t, eps) of each generated image per update
+    timesteps_per_image: int = 2
+    # "grid": t drawn from the sampling grid's points (t_0 = 1 ... t_{N-1}, as the sampler visited them);
+    # "uniform": t ~ U(min_t, max_t)
+    timesteps: str = "grid"
+    # range of "uniform" times (and a clamp on "grid" ones): the ends carry no signal (t=0 clean, t=1 pure noise)
+    min_t: float = 0.02
+    max_t: float = 0.98
+    # divide each sample's x0-space errors by the old policy's mean absolute x0 error (DiffusionNFT's adaptive
+    # weighting); false: plain x0-space MSE
+    adaptive_weight: bool = True
+    # velocity-MSE penalty to the reference model (0: no reference pass for the images)
+    kl_coef: float = 0.0
+    # weight of the image (NFT) loss in the total; the text loss uses grpo.text_loss_weight
+    loss_weight: float = 1.0
+
+    def validate(self, section: str = "nft") -> None:
+        _require(self.beta > 0, section, "beta", f"must be > 0, got {self.beta}")
+        _require(self.adv_clip_max > 0, section, "adv_clip_max", f"must be > 0, got {self.adv_clip_max}")
+        _require(
+            self.timesteps_per_image >= 1,
+            section,
+            "timesteps_per_image",
+            f"must be >= 1, got {self.timesteps_per_image}",
+        )
+        _require(
+            self.timesteps in NFT_TIMESTEPS,
+            section,
+            "timesteps",
+            f"must be one of {NFT_TIMESTEPS}, got {self.timesteps!r}",
+        )
+        _require(
+            0 < self.min_t < self.max_t < 1,
+            section,
+            "min_t",
+            f"needs 0 < min_t < max_t < 1, got min_t={self.min_t}, max_t={self.max_t}",
+        )
+        _require(self.kl_coef >= 0, section, "kl_coef", f"must be >= 0, got {self.kl_coef}")
+        _require(self.loss_weight >= 0, section, "loss_weight", f"must be >= 0, got {self.loss_weight}")

@@ -16,10 +16,18 @@ from irg_rl.rollout.config import RolloutConfig
 from irg_rl.rollout.rewards import RewardsConfig
 from irg_rl.tasks.shapes import ShapesWorldConfig
 from irg_rl.tasks.shapes.prompts import BALANCES as PROMPT_BALANCES
-from irg_rl.train.rl_config import CreditConfig, DPOConfig, GRPOConfig
+from irg_rl.train.rl_config import CreditConfig, DPOConfig, GRPOConfig, NFTConfig
 from irg_rl.train.sft_config import PRECISIONS, FreezeSection, LogSection, OptimSection
 
-__all__ = ["PromptSection", "RLTrainSection", "EvalSection", "GRPORecipe", "DPORecipe", "REFERENCES"]
+__all__ = [
+    "PromptSection",
+    "RLTrainSection",
+    "EvalSection",
+    "GRPORecipe",
+    "NFTRecipe",
+    "DPORecipe",
+    "REFERENCES",
+]
 
 # what the KL / DPO reference model is
 REFERENCES = ("auto", "adapter_disabled", "frozen_copy")
@@ -185,6 +193,34 @@ class GRPORecipe(_RLBase):
                 "grpo.credit.round_2_baseline: image_1 compares continuations of the same first round; set "
                 "sampling.round2_branches >= 2 (e.g. 2 with group_size 8: 4 first rounds x 2 continuations)"
             )
+
+
+def _nft_grpo() -> GRPOConfig:
+    return GRPOConfig(sde_window_size=0)
+
+
+@dataclass
+class NFTRecipe(GRPORecipe):
+    """DiffusionNFT on the images, GRPO's clipped objective on the thinks, over the same trajectories.
+
+    Images are sampled with the deterministic solver (`grpo.sde_window_size: 0`, no SDE steps recorded): the
+    forward-process objective needs only the clean latents."""
+
+    # text objective, group size, credit and inner updates (the SDE and flow-clip keys are unused: window 0)
+    grpo: GRPOConfig = field(default_factory=_nft_grpo)
+    # the image objective
+    nft: NFTConfig = field(default_factory=NFTConfig)
+
+    def validate(self) -> None:
+        super().validate()
+        self.nft.validate("nft")
+        if self.grpo.sde_window_size != 0:
+            raise ConfigError(
+                f"grpo.sde_window_size={self.grpo.sde_window_size}: DiffusionNFT samples images with the "
+                "deterministic solver and trains on their clean latents; set grpo.sde_window_size: 0"
+            )
+        if self.grpo.text_loss_weight == 0 and self.nft.loss_weight == 0:
+            raise ConfigError("grpo.text_loss_weight and nft.loss_weight are both 0: nothing to train")
 
 
 @dataclass
