@@ -1,7 +1,8 @@
 """RL benchmark: `python scripts/bench.py rl [options]`.
 
-Runs a few GRPO steps (`GRPOTrainer`, the real driver; `--algo dpo`: `DPOTrainer`, best vs worst pair per group)
-from a random checkpoint written to a temp dir (every
+Runs a few GRPO steps (`GRPOTrainer`, the real driver; `--algo dpo`: `DPOTrainer`, best vs worst pair per group;
+`--algo nft`: `NFTTrainer`, ODE rollouts and DiffusionNFT on the images) from a random checkpoint written to a
+temp dir (or `--ckpt-dir`, kept and reused by later runs) (every
 weight random so every term is non-trivial; fixed-length thinks) and reports the time split between rollout,
 reward wait, update and weight sync, trajectories/s, and the first inner step's max |ratio - 1| (GRPO) or the
 pairs and update passes per step (DPO).
@@ -52,7 +53,10 @@ def _checkpoint(root: Path, preset: str, layers: int) -> Path:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="bench.py rl", description=__doc__)
-    ap.add_argument("--algo", default="grpo", choices=["grpo", "dpo"])
+    ap.add_argument("--algo", default="grpo", choices=["grpo", "dpo", "nft"])
+    ap.add_argument(
+        "--ckpt-dir", default=None, help="write the random checkpoint here, or reuse the one already there"
+    )
     ap.add_argument("--steps", type=int, default=3, help="RL steps measured (after one warm-up step)")
     ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
     ap.add_argument("--group", type=int, default=8, help="trajectories per prompt (G)")
@@ -85,10 +89,17 @@ def main(argv: list[str]) -> None:
     from irg_rl.config import config_from_dict
     from irg_rl.train.dpo import DPOTrainer
     from irg_rl.train.grpo import GRPOTrainer
-    from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe
+    from irg_rl.train.nft import NFTTrainer
+    from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe, NFTRecipe
 
     with tempfile.TemporaryDirectory() as tmp:
-        ck = _checkpoint(Path(tmp), args.preset, args.layers)
+        root = Path(args.ckpt_dir) if args.ckpt_dir else Path(tmp)
+        done = root / "ckpt" / "DONE"
+        if done.exists() and done.read_text() == f"{args.preset} {args.layers}":
+            ck = root / "ckpt"
+        else:
+            ck = _checkpoint(root, args.preset, args.layers)
+            done.write_text(f"{args.preset} {args.layers}")
         t1, t2 = args.think_tokens
         sampling = {"system_prompt": "", "stop_strings": [],
                     "turn1": {"temperature": 1.0, "max_think_tokens": t1},
@@ -126,6 +137,10 @@ def main(argv: list[str]) -> None:
         if args.algo == "grpo":
             d["grpo"] = {"group_size": args.group, "inner_updates": 1, "sde_window_size": 2}
             trainer = GRPOTrainer(config_from_dict(GRPORecipe, d))
+        elif args.algo == "nft":
+            d["grpo"] = {"group_size": args.group, "inner_updates": 1, "sde_window_size": 0}
+            d["nft"] = {"timesteps_per_image": 2}
+            trainer = NFTTrainer(config_from_dict(NFTRecipe, d))
         else:
             sampling["sde_window_size"] = 2
             d["pairs"] = {"group_size": args.group, "inner_updates": 1}
@@ -137,7 +152,7 @@ def main(argv: list[str]) -> None:
     keys = ("time/rollout_s", "time/reward_wait_s", "time/reward_compute_s", "time/update_s", "time/sync_s",
             "time/step_s", "trajectories_per_s")  # fmt: skip
     mean = {k: sum(h[k] for h in hist) / len(hist) for k in keys}
-    if args.algo == "grpo":
+    if args.algo in ("grpo", "nft"):
         for k in ("ratio_check/text_max_dev", "ratio_check/flow_max_dev"):
             mean[k] = max(h.get(k, float("nan")) for h in hist)
     else:  # a step with no pair has no passes
@@ -158,7 +173,7 @@ def main(argv: list[str]) -> None:
         f"workers={args.workers} weight_sync={args.weight_sync}, rollout on {trainer_spec.device} "
         f"{trainer_spec.dtype}, {'LoRA r16 gen expert' if args.lora else 'full FT'}, think<={t1}/{t2} tokens, "
         f"micro_batch {args.micro_batch}{', grad checkpointing' if args.grad_checkpointing else ''}, "
-        f"{sampling.get('steps', 20)} steps, SDE window 2, {where}, mean of {len(hist)} steps"
+        f"{sampling.get('steps', 20)} steps, {'ODE + 2 noised copies per image' if args.algo == 'nft' else 'SDE window 2'}, {where}, mean of {len(hist)} steps"
     )
     print(head)
     print("| rollout s | reward wait s (compute s, overlapped) | update s | sync s | step s | traj/s |")
@@ -168,7 +183,7 @@ def main(argv: list[str]) -> None:
         f"| {mean['time/update_s']:.2f} | {mean['time/sync_s']:.3f} | {mean['time/step_s']:.2f} "
         f"| {mean['trajectories_per_s']:.2f} |"
     )
-    if args.algo == "grpo":
+    if args.algo in ("grpo", "nft"):
         print(
             f"first inner step max |ratio - 1|: text {mean['ratio_check/text_max_dev']:.2e}, "
             f"flow {mean['ratio_check/flow_max_dev']:.2e}"

@@ -16,6 +16,7 @@ import resource
 
 import torch
 
+from irg_rl.bench.flops import PEAK_BF16_FLOPS, trajectory_flops
 from irg_rl.bench.random_model import random_model
 from irg_rl.inference.components import random_vae, shapes_texts
 from irg_rl.inference.engine import IRGEngine
@@ -140,6 +141,23 @@ def main(argv: list[str]) -> None:
             f"| {r['approach']} | {r['trajectories']} | {r['s_per_trajectory']:.3f} | {r['trajectories_per_s']:.2f} "
             f"| {tts} | {dss} | {r['peak_mem_mb']:.0f} |"
         )
+    # compute bound of the measured work (LLM matmuls + attention; docs/benchmarks_rollout.md has the formula)
+    sys_len = len(tok.encode(sampling.system_prompt)) if sampling.system_prompt else 0
+    prompt_len = sum(len(tok.encode(p)) for p in prompts) / len(prompts)
+    think = (sampling.turn1.max_think_tokens, sampling.turn2.max_think_tokens)
+    fl = trajectory_flops(model.config, sampling, sys_len, round(prompt_len), think)
+    achieved = fl["total"] * rows[0]["trajectories_per_s"]
+    rows[0].update(
+        flops_per_trajectory=fl["total"],
+        achieved_tflops=achieved / 1e12,
+        bound_trajectories_per_s=PEAK_BF16_FLOPS / fl["total"],
+    )
+    print(
+        f"FLOPs per trajectory {fl['total'] / 1e12:.2f} T (linear {fl['linear'] / 1e12:.2f}, attention "
+        f"{fl['attention'] / 1e12:.2f}, LM head {fl['lm_head'] / 1e12:.3f}); batched engine {achieved / 1e12:.1f} "
+        f"TFLOP/s; bf16 bound at 989 TFLOP/s: {PEAK_BF16_FLOPS / fl['total']:.2f} traj/s "
+        f"(engine at {achieved / PEAK_BF16_FLOPS:.1%} of it)"
+    )
     if "speedup_per_trajectory" in rows[0]:
         print(f"speedup per trajectory (baseline / engine): {rows[0]['speedup_per_trajectory']:.1f}x")
     if args.json:
