@@ -7,7 +7,8 @@
 #   4. rollout at 1024^2
 #   5. SFT tokens/s and MFU (full fine-tuning, fp32 master + AdamW, the most layers that fit one GPU)
 # Each part has its own time limit and writes $OUT/<part>.txt (+ .json); a part that fails does not stop the rest.
-#   OUT=runs/gpu_check bash scripts/gpu_check.sh            # on the GPU machine (~8 min on an H200)
+#   OUT=runs/gpu_check bash scripts/gpu_check.sh            # on the GPU machine (~15 min on an H200: split it
+#                                                            over two calls, PARTS="rollout_512 sft" etc.)
 #   bash scripts/gpu_check.sh --dry-run                      # the same sequence at the tiny preset on CPU (~1 min)
 set -u
 DRY=0
@@ -36,9 +37,12 @@ else
   LIMIT=0
 fi
 
+wanted() { [ -z "${PARTS:-}" ] || [[ " $PARTS " == *" $1 "* ]]; }
+
 part() {  # part NAME SECONDS ARGS...: run one benchmark with its own limit, keep its output
   local name=$1 secs=$2
   shift 2
+  wanted "$name" || return 0
   [ $LIMIT -gt 0 ] && secs=$LIMIT
   local t0=$SECONDS
   timeout "$secs" $PY scripts/bench.py "$@" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
@@ -48,10 +52,11 @@ part() {  # part NAME SECONDS ARGS...: run one benchmark with its own limit, kee
 }
 
 part rollout_512 150 rollout $MODEL --skip-baseline $R512
-part grpo_lora 200 rl $MODEL $RL --lora --grad-checkpointing --micro-batch 2 --ckpt-dir "$CKPT"
-part nft_lora 150 rl --algo nft $MODEL $RL --lora --grad-checkpointing --micro-batch 2 --ckpt-dir "$CKPT"
+part grpo_lora ${RL_LIMIT:-300} rl $MODEL $RL --lora --grad-checkpointing --micro-batch 2 --ckpt-dir "$CKPT"
+part nft_lora ${RL_LIMIT:-300} rl --algo nft $MODEL $RL --lora --grad-checkpointing --micro-batch 2 --ckpt-dir "$CKPT"
 rm -rf "${CKPT:?}"/*
 part rollout_1024 130 rollout $MODEL --skip-baseline $R1024
+wanted sft || exit 0
 SECONDS_SFT=$SECONDS
 timeout $([ $LIMIT -gt 0 ] && echo $LIMIT || echo 80) $PY scripts/bench.py sft $SFT > "$OUT/sft.txt" 2>&1
 echo "== sft: rc $? in $((SECONDS - SECONDS_SFT)) s"

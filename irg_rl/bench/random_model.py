@@ -24,4 +24,5 @@ def random_model(
                 torch.nn.init.normal_(model.llm2vae.weight, std=0.02)
     finally:
         torch.set_default_dtype(old)
-    return model
+    # tables built from numpy (the sin-cos position buffers) stay on the CPU under torch.device(); move them
+    return model.to(device)

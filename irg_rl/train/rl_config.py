@@ -294,8 +294,9 @@ class NFTConfig:
     # "grid": t drawn from the sampling grid's points (t_0 = 1 ... t_{N-1}, as the sampler visited them);
     # "uniform": t ~ U(min_t, max_t)
     timesteps: str = "grid"
-    # range of "uniform" times (and a clamp on "grid" ones): the ends carry no signal (t=0 clean, t=1 pure noise)
+    # lowest time drawn (a clamp on "grid" ones too): at t = 0 the copy is the clean latent, no signal
     min_t: float = 0.02
+    # highest time drawn: at t = 1 the copy is pure noise and x0_pred = -v, no signal either
     max_t: float = 0.98
     # divide each sample's x0-space errors by the old policy's mean absolute x0 error (DiffusionNFT's adaptive
     # weighting); false: plain x0-space MSE
