@@ -137,7 +137,9 @@ class SFTTrainer:
             enable_grad_checkpointing(bagel)
         self.bagel = bagel
         self.trainable, self.total = trainable_summary(bagel)
-        self.encoder = ModelSampleEncoder(comp.tokenizer, comp.vae, comp.config)
+        self.encoder = ModelSampleEncoder(
+            comp.tokenizer, comp.vae, comp.config, image_resize=recipe.data.image_resize
+        )
         d = r.data
         self.pack_opts = PackingOptions(
             text_cond_dropout=d.text_cond_dropout, vit_cond_dropout=d.vit_cond_dropout,

@@ -68,6 +68,10 @@ class DataSection:
     system_prompt: str = ""
     # decode-check every image while reading (slower; malformed images are caught at packing anyway)
     check_images: bool = False
+    # "official": resize every image as BAGEL's data path does before the VAE (long side <= 1024, short >= 512,
+    # multiple of 16) and the ViT (<= 980, >= 378, multiple of 14), PIL bicubic; "none": use images as stored
+    # (each side must then be a multiple of the VAE's downsample and fit the position tables)
+    image_resize: str = "none"
 
 
 @dataclass
@@ -228,6 +232,8 @@ class SFTRecipe:
                 raise ValueError(
                     f"data.mandatory_modes: '{mode}' needs a positive weight in data.mode_weights"
                 )
+        if d.image_resize not in ("none", "official"):
+            raise ValueError(f"data.image_resize must be 'none' or 'official', got {d.image_resize!r}")
         if d.on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {d.on_error!r}")
         if not 0 < d.expected_tokens_per_step <= d.max_tokens_per_step:

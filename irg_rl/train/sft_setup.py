@@ -12,7 +12,7 @@ import hashlib
 import io
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from irg_rl.config import load_config
 from irg_rl.data.format import iter_conversations
 from irg_rl.models.checkpoint import MODEL_FILE, build_model, load_checkpoint
 from irg_rl.models.configs import BagelConfig
+from irg_rl.models.image_resize import VAE_TRAIN, VIT_TRAIN, resize_official
 from irg_rl.models.packing import SpecialTokenIds
 from irg_rl.models.patchify import patchify
 from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
@@ -37,8 +38,12 @@ RAW_MODEL_FILE = "model.safetensors"
 class ModelSampleEncoder:
     """`SampleEncoder` over a real tokenizer, VAE and ViT patch size; caches latents of repeated images."""
 
-    def __init__(self, tokenizer: Any, vae: Any, cfg: BagelConfig, cache_size: int = 4096):
+    def __init__(
+        self, tokenizer: Any, vae: Any, cfg: BagelConfig, cache_size: int = 4096, image_resize: str = "none"
+    ):
         self.tokenizer, self.vae, self.cfg = tokenizer, vae, cfg
+        # "official": BAGEL's training limits before the VAE and the ViT (irg_rl.models.image_resize)
+        self.image_resize = image_resize
         self.special: SpecialTokenIds = special_token_ids(tokenizer)
         self._cache: OrderedDict[tuple, tuple[torch.Tensor, tuple[int, int]]] = OrderedDict()
         self.cache_size = cache_size
@@ -71,6 +76,9 @@ class ModelSampleEncoder:
                 "this model has no VAE (checkpoint without ae.safetensors): cannot encode images"
             )
 
+        if self.image_resize == "official":
+            image = resize_official(image, replace(VAE_TRAIN, stride=self.cfg.latent_downsample))
+
         def run():
             with torch.no_grad():
                 lat = self.vae.encode(self._uint8(image)[None]).float().cpu()
@@ -81,6 +89,8 @@ class ModelSampleEncoder:
 
     def vit_patches(self, image: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
         p = self.cfg.vit.patch_size
+        if self.image_resize == "official":
+            image = resize_official(image, replace(VIT_TRAIN, stride=p))
         x = self._uint8(image).permute(2, 0, 1).float() / 127.5 - 1.0
         h, w = x.shape[1] // p, x.shape[2] // p
         return patchify(x[:, : h * p, : w * p], p), (h, w)

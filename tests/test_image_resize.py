@@ -1,0 +1,59 @@
+"""BAGEL's official image sizes on hand-computed cases, and the SFT encoder applying them."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from irg_rl.models.image_resize import (
+    VAE_TRAIN,
+    VIT_INFERENCE,
+    VIT_TRAIN,
+    ResizeLimits,
+    official_size,
+    resize_official,
+)
+
+
+@pytest.mark.parametrize(
+    "size,limits,expected",
+    [
+        ((1000, 700), VAE_TRAIN, (992, 704)),  # kept, snapped: 62.5 -> 62 (round half to even), 43.75 -> 44
+        ((300, 200), VAE_TRAIN, (768, 512)),  # enlarged so the short side is 512
+        ((4000, 3000), VAE_TRAIN, (1024, 768)),  # shrunk so the long side is 1024
+        ((4000, 500), VAE_TRAIN, (1024, 128)),  # min side wins first (4096 x 512), then the long side is cut
+        ((1000, 700), VIT_TRAIN, (980, 686)),  # 980 / 14 = 70, 686 / 14 = 49
+        ((100, 100), VIT_INFERENCE, (224, 224)),
+        (
+            (3000, 3000),
+            ResizeLimits(4096, 2048, 16),
+            (1392, 1392),
+        ),  # 3008^2 > 2048^2: sides x (2048^2 / 3008^2)
+    ],
+)
+def test_official_size(size, limits, expected):
+    assert official_size(*size, limits) == expected
+
+
+def test_resize_keeps_an_image_of_the_right_size_and_resizes_others():
+    img = Image.new("RGB", (768, 512), (10, 20, 30))
+    assert resize_official(img, VAE_TRAIN) is img
+    out = resize_official(Image.new("RGB", (300, 200), (10, 20, 30)), VAE_TRAIN)
+    assert out.size == (768, 512) and out.getpixel((5, 5)) == (10, 20, 30)
+    with pytest.raises(ValueError, match="positive"):
+        official_size(0, 10, VAE_TRAIN)
+
+
+def test_sft_encoder_resizes_for_the_vit_when_asked():
+    from _engine_helpers import components
+
+    from irg_rl.train.sft_setup import ModelSampleEncoder
+
+    model, tok, vae = components(seed=0)
+    p = model.config.vit.patch_size
+    img = Image.new("RGB", (100, 70), (200, 0, 0))
+    plain = ModelSampleEncoder(tok, vae, model.config)
+    official = ModelSampleEncoder(tok, vae, model.config, image_resize="official")
+    assert plain.vit_patches(img)[1] == (70 // p, 100 // p)  # as stored, cropped to whole patches
+    w, h = official_size(100, 70, ResizeLimits(980, 378, p))
+    assert official.vit_patches(img)[1] == (h // p, w // p) and (w, h) != (100, 70)
