@@ -78,7 +78,11 @@ def _schema_classes():
             continue
         module = importlib.import_module(mod.name)
         for _, obj in inspect.getmembers(module, dataclasses.is_dataclass):
-            if obj.__module__ == module.__name__ and obj.__name__.endswith(("Config", "Recipe", "Spec")):
+            if (
+                inspect.isclass(obj)
+                and obj.__module__ == module.__name__
+                and obj.__name__.endswith(("Config", "Recipe", "Spec"))
+            ):
                 found.append(obj)
     return found
 
