@@ -64,7 +64,9 @@ def test_gradient_at_the_old_policy_pulls_positives_and_pushes_negatives(r, sign
     x0, x_t, tt, _, v_old = _one([0, 0], [1, 2], t, [0, 0], [1.0, 1.0])
     v = v_old.clone().requires_grad_(True)
     loss, parts = nft_image_loss(v, v_old, x_t, x0, tt, torch.tensor([r]), beta=beta, adaptive_weight=False)
-    assert parts["positive"].item() == pytest.approx(parts["negative"].item())  # both policies are the old one
+    assert parts["positive"].item() == pytest.approx(
+        parts["negative"].item()
+    )  # both policies are the old one
     loss.sum().backward()
     # d/dv = 2 beta t^2 (2r - 1) (v_old - target) / D with target (1, 2) and D = 2 dims
     expected = 2 * beta * t**2 * (2 * r - 1) * (torch.tensor([1.0, 1.0]) - torch.tensor([1.0, 2.0])) / 2
