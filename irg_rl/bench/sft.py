@@ -23,6 +23,16 @@ H100_BF16_FLOPS = 989e12
 
 
 def _cpu(args) -> dict:
+    if args.attention == "both":  # identical batches (same data, same seed), one trainer per implementation
+        runs = {k: _cpu_run(args, k) for k in ("padded", "per_sample")}
+        res = dict(runs["per_sample"])
+        res["attention"] = {k: {m: r[m] for m in ("tokens_per_s", "losses")} for k, r in runs.items()}
+        res["per_sample_over_padded"] = runs["per_sample"]["tokens_per_s"] / runs["padded"]["tokens_per_s"]
+        return res
+    return _cpu_run(args, args.attention)
+
+
+def _cpu_run(args, attention: str) -> dict:
     from irg_rl.config import load_config
     from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
     from irg_rl.train.sft import SFTTrainer
@@ -43,18 +53,23 @@ def _cpu(args) -> dict:
                 f"data.samples_per_micro_batch={args.batch}",
                 "log.wandb_mode=disabled",
                 "log.progress_bar=false",
+                f"train.packed_attention={attention}",
             ],
         )
         trainer = SFTTrainer(recipe)
         trainer.train_step()  # warm-up (first-touch allocations, tokenizer caches)
-        t0, tokens = time.perf_counter(), 0
+        t0, tokens, losses = time.perf_counter(), 0, []
         for _ in range(args.steps):
-            tokens += trainer.train_step()["tokens"]
+            stats = trainer.train_step()
+            tokens += stats["tokens"]
+            losses.append(stats["loss"])
         dt = time.perf_counter() - t0
     return {
         "device": "cpu",
         "threads": args.threads,
         "model": "tiny",
+        "packed_attention": attention,
+        "losses": losses,
         "params": trainer.total,
         "samples_per_step": args.batch,
         "steps": args.steps,
@@ -159,6 +174,12 @@ def main(argv: list[str]) -> None:
         "--prompts", type=int, default=200, help="CPU: ShapesWorld prompts in the temporary dataset"
     )
     p.add_argument("--recipe", default="recipes/shapes/sft_stage1.yaml", help="CPU: SFT recipe to benchmark")
+    p.add_argument(
+        "--attention",
+        default="padded",
+        choices=["padded", "per_sample", "auto", "both"],
+        help="CPU: packed attention implementation; both = each on identical batches, with their ratio",
+    )
     p.add_argument("--gpu", action="store_true", help="run the BAGEL-7B-MoT-dims GPU benchmark instead")
     p.add_argument("--layers", type=int, default=8, help="GPU: decoder layers to build")
     p.add_argument(

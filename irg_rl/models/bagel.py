@@ -21,7 +21,7 @@ from torch import nn
 from .configs import BagelConfig
 from .connector import MLPConnector
 from .embeddings import PositionEmbedding, TimestepEmbedder, flattened_position_ids
-from .kv_cache import CachedAttention, KVCache, PackedAttention
+from .kv_cache import CachedAttention, KVCache, packed_attention
 from .mot_layer import Routing
 from .packing import PackedSequence, SpecialTokenIds, sample_masks
 from .patchify import patchify
@@ -45,6 +45,8 @@ class BagelModel(nn.Module):
         cfg.validate()
         self.config = cfg
         self.special = special
+        # how forward_packed attends over several samples (kv_cache.PACKED_ATTENTION); a runtime choice, not saved
+        self.packed_attention = "padded"
         h = cfg.llm.hidden_size
         self.language_model = Qwen2MoTForCausalLM(cfg.llm)
         if cfg.visual_gen:
@@ -112,7 +114,7 @@ class BagelModel(nn.Module):
             latents = self.embed_latents(seq.vae_tokens, seq.vae_timesteps, seq.vae_pos_ids)
             x[seq.vae_indexes] = latents.to(x.dtype)
             is_gen[seq.vae_indexes] = True
-        attend = PackedAttention(seq.sample_lens, sample_masks(seq), dev)
+        attend = packed_attention(self.packed_attention, seq.sample_lens, sample_masks(seq), dev)
         hidden = self.language_model.model(x, seq.position_ids, Routing.from_mask(is_gen), attend)
         ce = None if seq.ce_indexes is None else self.lm_head(hidden[seq.ce_indexes])
         vel = None if seq.mse_indexes is None else self.velocity_head(hidden[seq.mse_indexes])

@@ -147,6 +147,46 @@ class PackedAttention:
         return out if self.identity else out[self.dest]
 
 
+class PerSampleAttention:
+    """Attention for a packed sequence, one SDPA call per sample on its own rows: no padded work.
+
+    Same results as `PackedAttention` (the padded slots never reach a valid query there). A sample whose mask is
+    plain causal (pure text) uses SDPA's causal path instead of a mask."""
+
+    def __init__(self, sample_lens: list[int], masks: list[torch.Tensor], device: torch.device):
+        self.bounds, start = [], 0
+        self.masks: list[torch.Tensor | None] = []
+        for n, m in zip(sample_lens, masks, strict=True):
+            self.bounds.append((start, start + n))
+            start += n
+            causal = torch.equal(m, torch.ones(n, n, dtype=torch.bool).tril())
+            self.masks.append(None if causal else m[None, None].to(device))
+
+    def __call__(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q [L, Hq, D], k/v [L, Hkv, D] -> [L, Hq, D]."""
+        outs = []
+        for (a, b), m in zip(self.bounds, self.masks, strict=True):
+            qs, ks, vs = (t[a:b].transpose(0, 1)[None] for t in (q, k, v))
+            o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=m, is_causal=m is None, enable_gqa=True)
+            outs.append(o[0].transpose(0, 1))
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+
+# how forward_packed attends: "padded" = one batched call over samples padded to the longest; "per_sample" = one
+# call per sample; "auto" = per_sample on CPU (measured faster, docs/benchmarks_sft.md), padded elsewhere
+PACKED_ATTENTION = ("auto", "padded", "per_sample")
+
+
+def packed_attention(kind: str, sample_lens: list[int], masks: list[torch.Tensor], device: torch.device):
+    """The attention callable for one packed forward pass (see PACKED_ATTENTION)."""
+    if kind not in PACKED_ATTENTION:
+        raise ValueError(f"packed attention must be one of {PACKED_ATTENTION}, got {kind!r}")
+    if kind == "auto":
+        kind = "per_sample" if device.type == "cpu" else "padded"
+    cls = PerSampleAttention if kind == "per_sample" else PackedAttention
+    return cls(sample_lens, masks, device)
+
+
 class CachedAttention:
     """New tokens [B, Lq] (flattened to B*Lq rows) attend to the cache plus themselves.
 

@@ -135,6 +135,7 @@ class SFTTrainer:
             bagel = apply_lora(bagel, r.freeze.lora)
         if t.grad_checkpointing:
             enable_grad_checkpointing(bagel)
+        bagel.packed_attention = t.packed_attention
         self.bagel = bagel
         self.trainable, self.total = trainable_summary(bagel)
         self.encoder = ModelSampleEncoder(

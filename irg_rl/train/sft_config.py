@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from irg_rl.config import MISSING
 from irg_rl.data.modes import MODES, STAGE1_WEIGHTS
 from irg_rl.models.configs import ModelRecipe
+from irg_rl.models.kv_cache import PACKED_ATTENTION
 
 SCHEDULERS = ("constant", "cosine", "linear")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
@@ -158,6 +159,10 @@ class TrainSection:
     grad_accum: int = 1
     # recompute activations in the backward pass to save memory
     grad_checkpointing: bool = False
+    # how the packed forward attends over several samples: "padded" (one batched call, samples padded to the
+    # longest), "per_sample" (one call per sample, no padded work; 1.03-1.04x tokens/s on the tiny model on CPU,
+    # docs/benchmarks_sft.md), "auto" (per_sample on CPU, padded on GPU); equal losses either way
+    packed_attention: str = "padded"
     # mixed precision: auto (bf16 with DeepSpeed on GPU, else none) | no | bf16 | fp16
     mixed_precision: str = "auto"
     # random seed (model init, sampling, noise, dropout)
@@ -232,6 +237,10 @@ class SFTRecipe:
                 raise ValueError(
                     f"data.mandatory_modes: '{mode}' needs a positive weight in data.mode_weights"
                 )
+        if self.train.packed_attention not in PACKED_ATTENTION:
+            raise ValueError(
+                f"train.packed_attention must be one of {PACKED_ATTENTION}, got {self.train.packed_attention!r}"
+            )
         if d.image_resize not in ("none", "official"):
             raise ValueError(f"data.image_resize must be 'none' or 'official', got {d.image_resize!r}")
         if d.on_error not in ("raise", "skip"):
