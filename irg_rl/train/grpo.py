@@ -118,6 +118,7 @@ class GRPOTrainer(RLLoop):
             with s.reference() as ref_model:
                 refs = [rescore(ref_model, batch.subset(idx)) for idx, _ in sched]
         olds: list[tuple] = [()] * len(sched)  # old_logprobs "trainer": first-pass log-probs per micro-batch
+        old_means: list[dict | None] = [None] * len(sched)  # flow_ratio "guard": first-pass transition means
         for u in range(g.inner_updates):
             s.opt.zero_grad(set_to_none=True)
             agg: dict[str, float] = {}
@@ -130,7 +131,13 @@ class GRPOTrainer(RLLoop):
                     dev = {k: max(dev[k], d[k]) for k in dev}
                 sub_credit = credit.select(idx)
                 text = text_terms(sub, out, sub_credit, ref) if g.text_loss_weight > 0 else None
-                flow = flow_terms(sub, out, sub_credit, ref) if g.flow_loss_weight > 0 else None
+                if g.flow_ratio == "guard" and u == 0:
+                    old_means[j] = {k: v.detach() for k, v in out.sde_mean.items()}
+                flow = (
+                    flow_terms(sub, out, sub_credit, ref, old_means[j] if g.flow_ratio == "guard" else None)
+                    if g.flow_loss_weight > 0
+                    else None
+                )
                 if text is None and flow is None:
                     raise ValueError(
                         "grpo: nothing to train (no think tokens and no SDE steps); set grpo.sde_window_size > 0 "

@@ -27,6 +27,7 @@ __all__ = [
     "gaussian_kl_same_std",
     "aggregate",
     "clipped_surrogate",
+    "guard_log_ratio",
     "policy_loss",
     "grpo_loss",
 ]
@@ -48,6 +49,10 @@ class PolicyTerms:
     ref_logp: torch.Tensor | None = None
     # flow only (or any precomputed KL): per-element KL to the reference [B, L], e.g. gaussian_kl_same_std
     kl: torch.Tensor | None = None
+    # optional log-ratio used instead of logp - old_logp [B, L] (GRPO-Guard's re-centred, rescaled ratio)
+    log_ratio: torch.Tensor | None = None
+    # optional per-element weight of the clipped term [B, L] (GRPO-Guard's 1 / dt step rescaling)
+    weight: torch.Tensor | None = None
 
 
 def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -137,10 +142,33 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str = "token_mean"
     return (per_seq * nonempty).sum() / nonempty.sum().clamp(min=1.0)
 
 
+def guard_log_ratio(
+    logp: torch.Tensor, old_logp: torch.Tensor, mean: torch.Tensor, old_mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """GRPO-Guard's ratio normalisation for Gaussian SDE steps: `(logp - old_logp + b) * std` with the drift bias
+    `b = mean((mean - old_mean)^2) / (2 std^2)`.
+
+    Under the old policy the step log-ratio has mean `-b` (always negative: clipping then acts mostly on one side)
+    and a spread that grows as `1 / std`; adding `b` re-centres it and multiplying by the transition std makes its
+    scale the same at every noise level. logp, old_logp `[B, K]`; mean, old_mean `[B, K, ...]` (the transition
+    means; gradient flows through `mean` only); std `[B, K]` the transition std (`std_t * sqrt(dt)`) -> `[B, K]`.
+    Equal inputs give 0 (ratio 1).
+    """
+    std = std.detach().float()
+    bias = (mean.float() - old_mean.detach().float()).pow(2).flatten(2).mean(-1) / (2.0 * std**2)
+    return (logp.float() - old_logp.detach().float() + bias) * std
+
+
 def clipped_surrogate(
-    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip_low: float, clip_high: float
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+    log_ratio: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-element PPO loss. logp, old_logp `[B, L]`, advantages `[B]` or `[B, L]`.
+    """Per-element PPO loss. logp, old_logp `[B, L]`, advantages `[B]` or `[B, L]`; `log_ratio` `[B, L]`, when
+    given, replaces `logp - old_logp`.
 
     Returns (loss `[B, L]`, ratio `[B, L]`, clipped_low, clipped_high bool `[B, L]`): an element is clipped when
     the clipped term is the active one, i.e. ratio < 1 - clip_low with A < 0 or ratio > 1 + clip_high with A > 0
@@ -149,7 +177,7 @@ def clipped_surrogate(
     if advantages.ndim == 1:
         advantages = advantages[:, None]
     adv = advantages.to(torch.float32).expand_as(logp)
-    ratio = torch.exp(logp.float() - old_logp.detach().float())
+    ratio = torch.exp(logp.float() - old_logp.detach().float() if log_ratio is None else log_ratio.float())
     clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high)
     loss = torch.maximum(-ratio * adv, -clipped * adv)
     low = (ratio < 1.0 - clip_low) & (adv < 0)
@@ -183,8 +211,10 @@ def policy_loss(
             f"and mask {tuple(terms.mask.shape)} must have the same [B, L] shape"
         )
     pg, ratio, low, high = clipped_surrogate(
-        terms.logp, terms.old_logp, terms.advantages, clip_low, clip_high
+        terms.logp, terms.old_logp, terms.advantages, clip_low, clip_high, terms.log_ratio
     )
+    if terms.weight is not None:
+        pg = pg * terms.weight.float()
     kl = terms.kl
     if kl is None and terms.ref_logp is not None:
         kl = kl_penalty(terms.logp, terms.ref_logp, kl_kind)

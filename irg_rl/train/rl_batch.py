@@ -10,7 +10,7 @@ import torch
 from irg_rl.inference.rescoring import RescoreOutput
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.train.advantages import CreditAdvantages
-from irg_rl.train.policy_loss import PolicyTerms
+from irg_rl.train.policy_loss import PolicyTerms, guard_log_ratio
 
 __all__ = ["ROUND_OF", "text_terms", "flow_terms", "ratio_deviation", "sequence_logps"]
 
@@ -60,17 +60,29 @@ def _step_kl(out: RescoreOutput, ref: RescoreOutput, name: str) -> torch.Tensor:
     return kl.flatten(2).mean(-1)
 
 
+def _step_dt(batch: TrajectoryBatch, name: str, K: int) -> torch.Tensor:
+    """Step sizes `t - t_next` of every recorded SDE step `[N, K]` (1 where a trajectory recorded fewer)."""
+    out = torch.ones(len(batch), K)
+    for i, tr in enumerate(batch.trajectories):
+        seg = tr.segment(name)
+        out[i, : seg.t.numel()] = (seg.t - seg.t_next).float()
+    return out
+
+
 def flow_terms(
     batch: TrajectoryBatch,
     out: RescoreOutput,
     credit: CreditAdvantages,
     ref: RescoreOutput | None = None,
+    guard_old_mean: dict[str, torch.Tensor] | None = None,
 ) -> PolicyTerms | None:
-    """PolicyTerms over `[N, K_1 + K_2]` SDE steps (None when no step was stochastic)."""
+    """PolicyTerms over `[N, K_1 + K_2]` SDE steps (None when no step was stochastic). With `guard_old_mean`
+    (image name -> the old policy's transition means `[N, K, n, P]`) the ratio is GRPO-Guard's
+    (`policy_loss.guard_log_ratio`) and each step's term is weighted by 1 / dt."""
     names = [n for n in ("image_1", "image_2") if n in out.sde_logprobs]
     if not names:
         return None
-    logp, old, mask, adv, kl = [], [], [], [], []
+    logp, old, mask, adv, kl, log_ratio, weight = [], [], [], [], [], [], []
     for name in names:
         lp = out.sde_logprobs[name]
         dev = lp.device
@@ -82,12 +94,21 @@ def flow_terms(
         adv.append(a.to(dev)[:, None].expand_as(lp).float())
         if ref is not None:
             kl.append(_step_kl(out, ref, name))
+        if guard_old_mean is not None:
+            log_ratio.append(
+                guard_log_ratio(
+                    lp, old[-1], out.sde_mean[name], guard_old_mean[name].to(dev), out.sde_std[name]
+                )
+            )
+            weight.append(1.0 / _step_dt(batch, name, lp.shape[1]).to(dev))
     return PolicyTerms(
         logp=torch.cat(logp, 1),
         old_logp=torch.cat(old, 1),
         advantages=torch.cat(adv, 1),
         mask=torch.cat(mask, 1),
         kl=torch.cat(kl, 1) if ref is not None else None,
+        log_ratio=torch.cat(log_ratio, 1) if log_ratio else None,
+        weight=torch.cat(weight, 1) if weight else None,
     )
 
 

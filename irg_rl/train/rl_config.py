@@ -33,6 +33,8 @@ OLD_LOGPROBS = ("rollout", "trainer")
 NFT_TIMESTEPS = ("grid", "uniform")
 # how GRPO's SDE window start moves over RL steps (GRPOConfig.sde_window_schedule)
 WINDOW_SCHEDULES = ("random", "sliding")
+# the flow-step importance ratio (GRPOConfig.flow_ratio)
+FLOW_RATIOS = ("standard", "guard")
 # how one trajectory's rewards become advantages for its segments
 CREDIT_MODES = ("shared", "per_round")
 # what the round-2 reward is normalised against (CreditConfig.round_2_baseline)
@@ -168,6 +170,10 @@ class GRPOConfig:
     sde_window_shift_every: int = 1
     # sliding schedule: denoising steps the window moves at each shift
     sde_window_stride: int = 1
+    # flow-step ratio: "standard" = exp(logp - old) (Flow-GRPO); "guard" = GRPO-Guard's re-centred ratio
+    # exp((logp - old + b) * std) with each step's loss scaled by 1 / dt (policy_loss.guard_log_ratio); its ratios
+    # sit much closer to 1, so it takes far smaller flow clip ranges (verl-omni uses 2e-6)
+    flow_ratio: str = "standard"
     # how rewards are assigned to the rounds' segments
     credit: CreditConfig = field(default_factory=CreditConfig)
 
@@ -199,6 +205,12 @@ class GRPOConfig:
             section,
             "sde_window_schedule",
             f"must be one of {WINDOW_SCHEDULES}, got {self.sde_window_schedule!r}",
+        )
+        _require(
+            self.flow_ratio in FLOW_RATIOS,
+            section,
+            "flow_ratio",
+            f"must be one of {FLOW_RATIOS}, got {self.flow_ratio!r}",
         )
         for key in ("sde_window_shift_every", "sde_window_stride"):
             _require(getattr(self, key) >= 1, section, key, f"must be >= 1, got {getattr(self, key)}")
