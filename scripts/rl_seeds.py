@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from irg_rl.demo.seed_study import ALGOS, SeedStudyOptions, run_seed_study, summary_md_path
+from irg_rl.demo.seed_study import ALGOS, DEFAULT_CFG_EVAL, SeedStudyOptions, run_seed_study, summary_md_path
 
 D = SeedStudyOptions()
 
@@ -30,6 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--eval-set", dest="eval_overrides", action="append", default=[], help="eval key=value"
     )
+    parser.add_argument(
+        "--cfg-eval",
+        action="store_true",
+        help="also evaluate every checkpoint with guidance on (BAGEL's default scales; --cfg-set to change them)",
+    )
+    parser.add_argument(
+        "--cfg-set", dest="cfg_overrides", action="append", default=[], help="eval key=value for the CFG pass"
+    )
     parser.add_argument("--fresh", action="store_true", help="delete earlier results first")
     a = parser.parse_args(argv)
     run_seed_study(
@@ -44,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
             out=a.out,
             train_overrides=a.overrides,
             eval_overrides=a.eval_overrides,
+            cfg_eval_overrides=(list(DEFAULT_CFG_EVAL) + a.cfg_overrides)
+            if a.cfg_eval or a.cfg_overrides
+            else [],
             fresh=a.fresh,
         )
     )

@@ -51,8 +51,19 @@ def test_seed_study_runs_each_seed_and_reuses_finished_stages(tmp_path):
             "eval.batch_size=2",
         ],
     )
+    opts.cfg_eval_overrides = ["sampling.turn1.cfg_text_scale=2.0"]  # CFG-aware: a second, guided evaluation
     summary = run_seed_study(opts)
     assert set(summary["seeds"]) == {0, 1}
+    assert (
+        set(summary["cfg"]["seeds"]) == {0, 1}
+        and (tmp_path / "study" / "eval_seed1_cfg" / "DONE.json").is_file()
+    )
+    guided = json.loads((tmp_path / "study" / "eval_start_cfg" / "results.json").read_text())
+    assert guided["sampling"]["irg"]["turn1"]["cfg_text_scale"] == 2.0
+    assert (
+        "## With guidance (sampling.turn1.cfg_text_scale=2.0)"
+        in (tmp_path / "study" / "summary.md").read_text()
+    )
     assert summary["start"]["n"] == 2
     for seed in (0, 1):
         assert (tmp_path / "study" / f"train_seed{seed}" / "DONE.json").is_file()

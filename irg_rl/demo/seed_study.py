@@ -4,6 +4,10 @@ Stages (resumable like the demo: a stage with `DONE.json` is reused): `eval_star
 checkpoint; per seed, `train_seed<N>` runs the recipe with `train.seed=N` and `eval_seed<N>` evaluates its last
 checkpoint with the same held-out prompts, images per prompt and sampling seed. `summary.json`/`summary.md` hold
 per-seed rows, the mean and range over seeds, and the gain over the start against one binomial standard error.
+
+CFG-aware evaluation (`cfg_eval_overrides`, `scripts/rl_seeds.py --cfg-eval`): every evaluation is repeated with
+guidance on (`eval_start_cfg`, `eval_seed<N>_cfg`), and the summary gets a second table, so a gain made without
+guidance can be checked under guidance (policies trained without CFG may lose their gain when sampled with it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ from irg_rl.config import load_config
 from irg_rl.demo.stages import Stage, run_stages
 
 ALGOS = ("grpo", "dpo", "nft")
+# BAGEL's default guidance (turn 1: text 4.0; turn 2: text 4.0, image 2.0), for --cfg-eval
+DEFAULT_CFG_EVAL = (
+    "sampling.turn1.cfg_text_scale=4.0",
+    "sampling.turn2.cfg_text_scale=4.0",
+    "sampling.turn2.cfg_img_scale=2.0",
+)
 # columns of the study table: (label, key into an eval summary row)
 METRICS = (
     ("think (turn 1) strict", "think"),
@@ -54,11 +64,15 @@ class SeedStudyOptions:
     train_overrides: list[str] = field(default_factory=list)
     # extra key=value overrides of the evaluation recipe (e.g. sampling.steps=10)
     eval_overrides: list[str] = field(default_factory=list)
+    # non-empty: evaluate everything a second time with these overrides on top (guidance on, e.g. DEFAULT_CFG_EVAL)
+    cfg_eval_overrides: list[str] = field(default_factory=list)
     # delete earlier results first
     fresh: bool = False
 
 
-def _eval(opts: SeedStudyOptions, source_of) -> Callable[[Path], dict]:
+def _eval(
+    opts: SeedStudyOptions, source_of, extra: tuple[str, ...] | list[str] = ()
+) -> Callable[[Path], dict]:
     def run(folder: Path) -> dict:
         from irg_rl.eval.eval_config import EvalRecipe
         from irg_rl.eval.runner import run_eval
@@ -69,7 +83,9 @@ def _eval(opts: SeedStudyOptions, source_of) -> Callable[[Path], dict]:
             f"eval.images_per_prompt={opts.images_per_prompt}",
             f"eval.out={folder}",
         ]
-        recipe = load_config(EvalRecipe, opts.eval_recipe, overrides + list(opts.eval_overrides))
+        recipe = load_config(
+            EvalRecipe, opts.eval_recipe, overrides + list(opts.eval_overrides) + list(extra)
+        )
         results = run_eval(recipe, folder)
         s = results["summary"]
         return {
@@ -143,17 +159,23 @@ def summarise(start: dict, runs: dict[int, dict]) -> dict:
 
 
 def summary_markdown(opts: SeedStudyOptions, summary: dict) -> str:
-    seeds = summary["seeds"]
-    head = "| run | " + " | ".join(label for label, _ in METRICS) + " |"
     lines = [
         f"# {opts.algo.upper()} seed study",
         "",
         f"recipe `{opts.recipe}` from `{opts.start}`, overrides {opts.train_overrides or 'none'}; held-out "
         f"`{opts.heldout}` x {opts.images_per_prompt} images ({summary['start']['n']} trajectories per evaluation).",
         "",
-        head,
-        "|" + "---|" * (len(METRICS) + 1),
+        *_table(summary),
     ]
+    if "cfg" in summary:
+        lines += ["", f"## With guidance ({', '.join(opts.cfg_eval_overrides)})", "", *_table(summary["cfg"])]
+    return "\n".join(lines) + "\n"
+
+
+def _table(summary: dict) -> list[str]:
+    seeds = summary["seeds"]
+    head = "| run | " + " | ".join(label for label, _ in METRICS) + " |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 1)]
 
     def row(name: str, r: dict) -> str:
         return f"| {name} | " + " | ".join(f"{r.get(key, math.nan):.3f}" for _, key in METRICS) + " |"
@@ -178,7 +200,7 @@ def summary_markdown(opts: SeedStudyOptions, summary: dict) -> str:
         f"{all(r['irg'] > r['think'] for r in seeds.values())} (smallest margin "
         f"{min(r['irg'] - r['think'] for r in seeds.values()):+.3f}).",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def run_seed_study(opts: SeedStudyOptions) -> dict:
@@ -200,12 +222,19 @@ def run_seed_study(opts: SeedStudyOptions) -> dict:
 
         return source
 
+    cfg = opts.cfg_eval_overrides
     stages = [Stage("eval_start", _eval(opts, lambda: opts.start))]
+    if cfg:
+        stages.append(Stage("eval_start_cfg", _eval(opts, lambda: opts.start, cfg)))
     for seed in opts.seeds:
         stages.append(Stage(f"train_seed{seed}", _train(opts, seed)))
         stages.append(Stage(f"eval_seed{seed}", _eval(opts, checkpoint_of(f"train_seed{seed}"))))
+        if cfg:
+            stages.append(Stage(f"eval_seed{seed}_cfg", _eval(opts, checkpoint_of(f"train_seed{seed}"), cfg)))
     done = run_stages(out, stages, fresh=opts.fresh)
     summary = summarise(done["eval_start"], {s: done[f"eval_seed{s}"] for s in opts.seeds})
+    if cfg:
+        summary["cfg"] = summarise(done["eval_start_cfg"], {s: done[f"eval_seed{s}_cfg"] for s in opts.seeds})
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     summary_md_path(out).write_text(summary_markdown(opts, summary))
     return summary
