@@ -57,3 +57,31 @@ def test_sft_encoder_resizes_for_the_vit_when_asked():
     assert plain.vit_patches(img)[1] == (70 // p, 100 // p)  # as stored, cropped to whole patches
     w, h = official_size(100, 70, ResizeLimits(980, 378, p))
     assert official.vit_patches(img)[1] == (h // p, w // p) and (w, h) != (100, 70)
+
+
+def test_inference_vit_input_is_the_official_pil_transform():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from irg_rl.inference.context import vit_input
+
+    fake = SimpleNamespace(
+        config=SimpleNamespace(vit=SimpleNamespace(image_size=980, patch_size=14)), device="cpu"
+    )
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, size=(60, 100, 3), dtype=np.uint8)
+    x = vit_input(torch.from_numpy(small), fake)
+    # short side 60 -> 224 (enlarged), long side 100 -> 373.3 -> 378 (x14); PIL bicubic on uint8
+    assert x.shape == (3, 224, 378)
+    want = np.asarray(Image.fromarray(small).resize((378, 224), Image.Resampling.BICUBIC))
+    assert torch.equal(x, torch.from_numpy(want.copy()).permute(2, 0, 1).float() / 127.5 - 1.0)
+    # a model whose ViT is 32 px (the tiny preset): a 32 x 32 image is used as it is
+    tiny = SimpleNamespace(
+        config=SimpleNamespace(vit=SimpleNamespace(image_size=32, patch_size=8)), device="cpu"
+    )
+    img = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    assert torch.equal(
+        vit_input(torch.from_numpy(img), tiny), torch.from_numpy(img).permute(2, 0, 1).float() / 127.5 - 1.0
+    )

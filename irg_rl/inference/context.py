@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 
 from irg_rl.models import BagelModel, KVCache
+from irg_rl.models.image_resize import VIT_INFERENCE, ResizeLimits, official_size
 
 __all__ = [
     "Context",
@@ -103,17 +105,18 @@ def latent_grid(model: BagelModel, resolution: int) -> tuple[int, int]:
 
 
 def vit_input(image: torch.Tensor, model: BagelModel) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float [3, h, w] in [-1, 1]: longer side capped at the ViT size, sides multiples of
-    the ViT patch (BAGEL's ViT transform: resize, then normalise with mean = std = 0.5)."""
+    """uint8 [H, W, 3] -> float [3, h, w] in [-1, 1], BAGEL's inference ViT transform: resized with PIL bicubic on
+    the uint8 pixels to the official inference limits (long side <= the ViT size, 980 for BAGEL; short side >= 224,
+    small images enlarged; both multiples of the ViT patch; `irg_rl.models.image_resize`), capped at the model's
+    ViT size, then normalised with mean = std = 0.5. An image already of that size is not resampled."""
     vit = model.config.vit
-    p = vit.patch_size
-    x = image.permute(2, 0, 1).float() / 127.5 - 1.0
-    H, W = x.shape[1:]
-    scale = min(1.0, vit.image_size / max(H, W))
-    h, w = max(p, round(H * scale / p) * p), max(p, round(W * scale / p) * p)
-    if (h, w) != (H, W):
-        x = F.interpolate(x[None], size=(h, w), mode="bicubic", antialias=True, align_corners=False)[0]
-        x = x.clamp(-1, 1)
+    limits = ResizeLimits(vit.image_size, min(VIT_INFERENCE.min_size, vit.image_size), vit.patch_size)
+    pixels = image.detach().cpu().numpy()
+    H, W = pixels.shape[:2]
+    w, h = official_size(W, H, limits)
+    if (w, h) != (W, H):
+        pixels = np.asarray(Image.fromarray(pixels).resize((w, h), Image.Resampling.BICUBIC))
+    x = torch.from_numpy(np.array(pixels, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
     return x.to(model.device)
 
 
