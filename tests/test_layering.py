@@ -36,7 +36,6 @@ KNOWN = {
     ("eval/shapes_detector.py", "rewards"),
     ("eval/shapes_detector.py", "tasks"),
     ("inference/components.py", "tasks"),
-    ("inference/components.py", "train"),
     ("inference/engine_config.py", "tasks"),
     ("models/vae/grid_codec.py", "tasks"),
     ("rollout/rewards.py", "rewards"),

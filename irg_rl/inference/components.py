@@ -69,7 +69,7 @@ def build_components(ec: EngineConfig, device: str | torch.device = "cpu") -> En
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[ec.model.dtype]
     if ec.model.is_checkpoint():
         # a run folder or training checkpoint resolves to its BAGEL-layout model folder
-        from irg_rl.train.checkpointing import resolve_model_dir
+        from irg_rl.models.run_layout import resolve_model_dir
 
         ck = load_checkpoint(resolve_model_dir(ec.model.source), dtype=dtype, device=device)
         if ck.tokenizer is None or ck.vae is None:

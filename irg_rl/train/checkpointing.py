@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
-from irg_rl.models.checkpoint import MODEL_FILE
-
-COMPLETE = "COMPLETE"
-LATEST = "latest"
-_STEP_RE = re.compile(r"^step-(\d+)$")
-
-
-def checkpoints_root(output_dir: str | os.PathLike) -> Path:
-    return Path(output_dir) / "checkpoints"
+from irg_rl.models.run_layout import (  # noqa: F401 (the read side of the layout, re-exported for callers)
+    _STEP_RE,
+    COMPLETE,
+    LATEST,
+    checkpoints_root,
+    is_complete,
+    latest_checkpoint,
+    list_checkpoints,
+    resolve_model_dir,
+)
 
 
 def step_dir(output_dir: str | os.PathLike, step: int) -> Path:
@@ -48,10 +48,6 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def is_complete(path: str | os.PathLike) -> bool:
-    return (Path(path) / COMPLETE).is_file()
 
 
 def prepare_tmp(final: Path) -> Path:
@@ -89,34 +85,6 @@ def finalize(tmp: Path, final: Path, step: int) -> Path:
         os.replace(tmp, final)
     write_json_atomic(final.parent / LATEST, {"step": step, "path": final.name})
     return final
-
-
-def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints under `output_dir`, oldest first."""
-    root = checkpoints_root(output_dir)
-    if not root.is_dir():
-        return []
-    out = []
-    for p in root.iterdir():
-        m = _STEP_RE.match(p.name)
-        if m and p.is_dir() and is_complete(p):
-            out.append((int(m.group(1)), p))
-    return sorted(out)
-
-
-def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint named by the `latest` pointer, else the newest complete one, else None."""
-    root = checkpoints_root(output_dir)
-    pointer = root / LATEST
-    if pointer.is_file():
-        try:
-            cand = root / json.loads(pointer.read_text())["path"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            cand = None
-        if cand is not None and is_complete(cand):
-            return cand
-    found = list_checkpoints(output_dir)
-    return found[-1][1] if found else None
 
 
 def resolve_resume(resume_from: str, output_dir: str | os.PathLike) -> Path | None:
@@ -182,19 +150,3 @@ def to_universal(state_dir: Path, out_dir: Path) -> Path:
     )
     ds_to_universal.main(args)
     return out_dir
-
-
-def resolve_model_dir(source: str) -> Path:
-    """A BAGEL-layout directory from a checkpoint dir, a training checkpoint (`.../model`) or a run directory."""
-    path = Path(source)
-    if (path / MODEL_FILE).is_file():
-        return path
-    if (path / "model" / MODEL_FILE).is_file():
-        return path / "model"
-    latest = latest_checkpoint(path) if (path / "checkpoints").is_dir() else None
-    if latest is not None and (latest / "model" / MODEL_FILE).is_file():
-        return latest / "model"
-    raise FileNotFoundError(
-        f"model.source={source!r}: no {MODEL_FILE} there, in its model/ folder, or in the latest checkpoint of a "
-        f"run directory; point it at an SFT run (e.g. runs/demo/sft_stage2) or a checkpoint directory"
-    )
