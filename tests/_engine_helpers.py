@@ -9,8 +9,8 @@ from irg_rl.inference.engine_config import IRGSamplingConfig, TurnConfig
 from irg_rl.models import BagelModel
 from irg_rl.models.configs import tiny
 from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
-from irg_rl.models.vae.grid_codec import GridCodec
 from irg_rl.tasks.shapes import ShapesWorldConfig
+from irg_rl.tasks.shapes.grid_codec import GridCodec
 
 SYSTEM = "Plan inside <think> </think> before each image; after an image, reflect and improve it."
 PROMPTS = ["a photo of a red circle", "a photo of two blue squares"]

@@ -9,8 +9,8 @@ import torch
 
 from irg_rl.bench import BENCHMARKS
 from irg_rl.bench.codec import CODECS, codec_ceiling, main, markdown_tables, parse_args, render_images
-from irg_rl.models.vae.grid_codec import GridCodec
 from irg_rl.tasks.shapes import ShapesWorldConfig
+from irg_rl.tasks.shapes.grid_codec import GridCodec
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = [

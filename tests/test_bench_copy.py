@@ -8,7 +8,7 @@ import torch
 
 from irg_rl.bench import copy as copy_bench
 from irg_rl.models.configs import tiny
-from irg_rl.models.vae.grid_codec import make_codes
+from irg_rl.tasks.shapes.grid_codec import make_codes
 
 
 def test_copy_batch_image_2_is_image_1():

@@ -19,6 +19,7 @@ LAYER = {"config": 0, "data": 1, "models": 2, "inference": 3, "rollout": 4, "tra
 KNOWN = {
     ("bench/brightness_reward.py", "rewards"),
     ("bench/codec.py", "tasks"),
+    ("bench/copy.py", "tasks"),
     ("bench/rewards.py", "rewards"),
     ("bench/rewards.py", "tasks"),
     ("bench/rl.py", "tasks"),
@@ -37,7 +38,6 @@ KNOWN = {
     ("eval/shapes_detector.py", "tasks"),
     ("inference/components.py", "tasks"),
     ("inference/engine_config.py", "tasks"),
-    ("models/vae/grid_codec.py", "tasks"),
     ("rollout/rewards.py", "rewards"),
     ("rollout/weight_sync.py", "train"),
     ("train/rl_recipe.py", "tasks"),

@@ -9,8 +9,8 @@ import torch
 
 from irg_rl.models.vae import load_vae
 from irg_rl.models.vae.flux_ae import FluxAEConfig, FluxAutoencoder
-from irg_rl.models.vae.grid_codec import GridCodec
 from irg_rl.tasks.shapes import ShapesWorldConfig, generate_prompts, render
+from irg_rl.tasks.shapes.grid_codec import GridCodec
 
 torch.set_num_threads(1)
 FLUX_REF = Path("/work/shared/reference/flux-vae-state-dict.tsv")

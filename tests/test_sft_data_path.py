@@ -22,8 +22,8 @@ from irg_rl.data.format import (
 )
 from irg_rl.models.configs import tiny
 from irg_rl.models.tokenizer import train_tokenizer
-from irg_rl.models.vae.grid_codec import GridCodec
 from irg_rl.tasks.shapes import ShapesWorldConfig
+from irg_rl.tasks.shapes.grid_codec import GridCodec
 from irg_rl.train.conversation_packing import PackingOptions, build_micro_batch, encode_conversation
 from irg_rl.train.sampler import MixedSampler
 from irg_rl.train.sft_setup import ModelSampleEncoder

@@ -10,8 +10,8 @@ from irg_rl.data.shapes_builder import make_example, mode_conversations
 from irg_rl.models.configs import tiny
 from irg_rl.models.packing import build_attention_mask
 from irg_rl.models.tokenizer import train_tokenizer
-from irg_rl.models.vae.grid_codec import GridCodec
 from irg_rl.tasks.shapes import ShapesWorldConfig, generate_prompts
+from irg_rl.tasks.shapes.grid_codec import GridCodec
 from irg_rl.train.conversation_packing import (
     PackingOptions,
     append_sample,

@@ -227,9 +227,9 @@ def run(args) -> dict:
     from irg_rl.config import load_config
     from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
     from irg_rl.models.configs import tiny as tiny_preset
-    from irg_rl.models.vae.grid_codec import GridCodec
     from irg_rl.models.vae.tiny_ae import train_tiny_ae
     from irg_rl.tasks.shapes import ShapesWorldConfig
+    from irg_rl.tasks.shapes.grid_codec import GridCodec
 
     torch.set_num_threads(args.threads)
     latent_channels = tiny_preset().vae_latent_channels

@@ -47,7 +47,7 @@ def shapes_texts(world, extra: list[str], num: int = 300, seed: int = 0) -> list
 def random_vae(cfg: BagelConfig, world, device: str | torch.device = "cpu", dtype=torch.float32):
     """A fresh VAE of the config's kind: the exact grid codec, or a random FLUX AE (for speed measurements)."""
     if cfg.vae_kind == "grid":
-        from irg_rl.models.vae.grid_codec import GridCodec
+        from irg_rl.tasks.shapes.grid_codec import GridCodec
 
         vae = GridCodec(world, dim=cfg.vae_latent_channels)
         if vae.downsample != cfg.vae_downsample:

@@ -129,8 +129,8 @@ def _dataset_texts(root: str, limit: int = 4000) -> list[str]:
 
 def _fresh_vae(cfg: BagelConfig, data_root: str):
     if cfg.vae_kind == "grid":
-        from irg_rl.models.vae.grid_codec import GridCodec
         from irg_rl.tasks.shapes import ShapesWorldConfig
+        from irg_rl.tasks.shapes.grid_codec import GridCodec
 
         world_file = Path(data_root) / "world.yaml"  # written by the ShapesWorld data builder
         world = load_config(ShapesWorldConfig, world_file) if world_file.is_file() else None

@@ -4,6 +4,9 @@ Each cell class (0 = empty, 1 + shape * n_colours + colour) has one fixed contin
 Gaussian from a fixed seed, rows scaled to RMS 1, so latents look like unit-variance data to flow matching).
 encode: classify every cell with the ShapesWorld detector, emit its code; decode: nearest code per cell, then
 render the scene. Latents are [B, dim, grid, grid]; downsample = image_size / grid (8 for 32 px, 4x4 grid).
+
+The task provides it to the model layer as the `grid` VAE kind through the `irg_rl.vae` entry point (pyproject),
+so loading a ShapesWorld checkpoint needs no import of the task by the models.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .base import LatentCodec
+from irg_rl.models.vae.base import LatentCodec
 
 
 def make_codes(num_classes: int, dim: int, seed: int = 0) -> torch.Tensor:
@@ -86,7 +89,7 @@ class GridCodec(LatentCodec):
         save_file({"codes": self.codes.cpu().contiguous()}, str(file), metadata=meta)
 
     @classmethod
-    def load(cls, file: str | Path) -> GridCodec:
+    def load(cls, file: str | Path, device="cpu") -> GridCodec:
         from irg_rl.tasks.shapes import ShapesWorldConfig
 
         with safe_open(str(file), framework="pt") as f:
@@ -95,4 +98,4 @@ class GridCodec(LatentCodec):
                 raise ValueError(f"{file}: not a grid-codec file (metadata kind={meta.get('kind')!r})")
             codes = f.get_tensor("codes")
         world = ShapesWorldConfig(**json.loads(meta["world"]))
-        return cls(world, dim=codes.shape[1], codes=codes)
+        return cls(world, dim=codes.shape[1], codes=codes).to(device)
