@@ -9,9 +9,12 @@ valid key.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import difflib
+import inspect
 import sys
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -204,9 +207,63 @@ def to_container(cfg: Any) -> dict:
     return out
 
 
+def _field_comments(cls: type) -> dict[str, str]:
+    """field name -> the comment lines right above it in the class source (the schema's help text)."""
+    try:
+        src = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    lines = src.splitlines()
+    out = {}
+    for node in ast.parse(src).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            above, i = [], node.lineno - 2
+            while i >= 0 and lines[i].strip().startswith("#"):
+                above.insert(0, lines[i].strip().lstrip("#").strip())
+                i -= 1
+            out[node.target.id] = " ".join(above)
+    return out
+
+
+def schema_help(schema: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) for every leaf setting of a recipe schema, nested sections included; the help
+    is the comment above the field in the schema's source (one home per setting)."""
+    if instance is None:
+        try:
+            instance = schema()
+        except Exception:  # a schema with required arguments: defaults from the fields alone
+            instance = None
+    comments: dict[str, str] = {}
+    for cls in reversed(schema.__mro__):  # inherited fields keep their base class's comment
+        if dataclasses.is_dataclass(cls):
+            comments.update({k: v for k, v in _field_comments(cls).items() if v})
+    rows = []
+    for f in dataclasses.fields(schema):
+        value = getattr(instance, f.name, None) if instance is not None else f.default
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            rows.extend(schema_help(type(value), key + ".", value))
+        else:
+            shown = "???" if value is MISSING or value is dataclasses.MISSING else repr(value)
+            rows.append((key, shown, comments.get(f.name, "")))
+    return rows
+
+
+def _keys_epilog(schema: type) -> str:
+    lines = ["recipe keys (key = default: help); override any with key=value:"]
+    for key, default, text in schema_help(schema):
+        lines.append(f"  {key} = {default}" + (f"\n      {text}" if text else ""))
+    return "\n".join(lines)
+
+
 def parse_cli(schema: type[T], argv: list[str] | None = None, description: str | None = None) -> T:
-    """Parse `--config PATH [key=value ...] [--print-config]`; print the recipe and exit when asked."""
-    parser = argparse.ArgumentParser(description=description or schema.__doc__)
+    """Parse `--config PATH [key=value ...] [--print-config]`; print the recipe and exit when asked. `--help` lists
+    every recipe key with its default and the schema's comment for it."""
+    parser = argparse.ArgumentParser(
+        description=description or schema.__doc__,
+        epilog=_keys_epilog(schema),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", type=str, default=None, help="recipe YAML file")
     parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
     parser.add_argument(

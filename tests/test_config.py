@@ -120,3 +120,19 @@ def test_override_into_a_list_entry():
         load_config(GRPORecipe, recipe, ["rewards.image.3.args.mode=strict"])
     with pytest.raises(ConfigError, match="wieght.*Did you mean: 'weight'"):
         load_config(GRPORecipe, recipe, ["rewards.image.0.wieght=2"])
+
+
+def test_help_lists_every_key_with_its_default_and_comment(capsys):
+    from irg_rl.config import parse_cli, schema_help
+    from irg_rl.train.rl_recipe import GRPORecipe, NFTRecipe
+
+    for schema in (GRPORecipe, NFTRecipe):
+        rows = schema_help(schema)
+        assert rows and all(text for _, _, text in rows), [k for k, _, t in rows if not t]
+        with pytest.raises(SystemExit):
+            parse_cli(schema, ["--help"])
+        out = capsys.readouterr().out
+        for key, default, _ in rows:
+            assert f"  {key} = {default}" in out, key
+    assert "grpo.flow_ratio = 'standard'" in out and "GRPO-Guard" in out  # NFT inherits GRPO's section
+    assert "nft.beta = 1.0" in out and "reference = 'auto'" in out
