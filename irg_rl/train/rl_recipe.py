@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from irg_rl.config import MISSING, ConfigError
+from irg_rl.config import ConfigError
 from irg_rl.inference.engine_config import IRGSamplingConfig, tiny_sampling
 from irg_rl.models.configs import ModelRecipe
 from irg_rl.rollout.config import RolloutConfig
@@ -18,6 +18,7 @@ from irg_rl.tasks.shapes import ShapesWorldConfig
 from irg_rl.tasks.shapes.prompts import BALANCES as PROMPT_BALANCES
 from irg_rl.train.rl_config import CreditConfig, DPOConfig, GRPOConfig, NFTConfig
 from irg_rl.train.sft_config import PRECISIONS, FreezeSection, LogSection, OptimSection
+from irg_rl.train.train_section import BaseTrainSection
 
 __all__ = [
     "PromptSection",
@@ -55,45 +56,20 @@ class PromptSection:
 
 
 @dataclass
-class RLTrainSection:
-    """The RL loop, outputs, checkpoints and resume."""
+class RLTrainSection(BaseTrainSection):
+    """The RL loop, outputs, checkpoints and resume (shared settings in BaseTrainSection)."""
 
-    # output directory (checkpoints, trajectories, grids, logs)
-    output_dir: str = MISSING
-    # rollout + update steps to run
-    max_steps: int = 100
-    # random seed (prompt order, rollout noise, SDE windows)
-    seed: int = 0
-    # mixed precision: auto (bf16 on GPU, none on CPU) | no | bf16 | fp16
-    mixed_precision: str = "auto"
     # trajectories per re-scoring forward pass (gradients accumulate across them; 0 = all at once). DPO keeps a
     # pair's two trajectories in one pass: micro_batch // 2 pairs per pass (at least one)
     micro_batch: int = 0
-    # recompute each LLM/ViT layer's activations in the update's backward pass (less memory, more update time)
-    grad_checkpointing: bool = False
     # raise (instead of logging a warning) when the first inner step's ratio is not 1 within grpo.ratio_check_tol
     strict_ratio_check: bool = False
-    # save a checkpoint every this many steps (and at the end; 0 = only at the end)
-    save_every: int = 50
-    # keep this many most recent checkpoints (0 = all)
-    keep_last: int = 2
-    # resume: "never", "auto" (latest checkpoint in output_dir, if any) or a checkpoint path
-    resume_from: str = "auto"
-    # log every this many steps
-    log_every: int = 1
     # save every this many steps's trajectories to <output_dir>/rollouts (0 = never); offline DPO reads them
     save_trajectories_every: int = 1
     # log an image grid (image_1 | image_2, prompt, reflection, rewards) every this many steps (0 = never)
     image_grid_every: int = 10
     # trajectories shown in an image grid
     image_grid_rows: int = 8
-    # torch threads in the trainer process (0 = torch's default)
-    cpu_threads: int = 0
-    # stop after this many steps of this run even if max_steps is not reached (0 = off; for tests)
-    stop_after_steps: int = 0
-    # on resume, accept recipe changes that change what a step means (group size, prompts, lr, rewards, ...);
-    # off: such a change is refused with the key and both values (irg_rl.train.resume)
-    allow_recipe_change: bool = False
 
 
 @dataclass

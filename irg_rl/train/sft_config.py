@@ -12,6 +12,7 @@ from irg_rl.config import MISSING
 from irg_rl.data.modes import MODES, STAGE1_WEIGHTS
 from irg_rl.models.configs import ModelRecipe
 from irg_rl.models.kv_cache import PACKED_ATTENTION
+from irg_rl.train.train_section import BaseTrainSection
 
 SCHEDULERS = ("constant", "cosine", "linear")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
@@ -148,42 +149,23 @@ class FreezeSection:
 
 
 @dataclass
-class TrainSection:
-    """The optimisation loop, checkpoints and resume."""
+class TrainSection(BaseTrainSection):
+    """The optimisation loop, checkpoints and resume (shared settings in BaseTrainSection)."""
 
-    # output directory (checkpoints under <output_dir>/checkpoints, logs, resolved recipe)
-    output_dir: str = MISSING
     # optimiser steps to run
     max_steps: int = 2000
-    # micro-batches per optimiser step on each process
-    grad_accum: int = 1
-    # recompute activations in the backward pass to save memory
-    grad_checkpointing: bool = False
-    # how the packed forward attends over several samples: "padded" (one batched call, samples padded to the
-    # longest), "per_sample" (one call per sample, no padded work; 1.03-1.04x tokens/s on the tiny model on CPU,
-    # docs/benchmarks_sft.md), "auto" (per_sample on CPU, padded on GPU); equal losses either way
-    packed_attention: str = "padded"
-    # mixed precision: auto (bf16 with DeepSpeed on GPU, else none) | no | bf16 | fp16
-    mixed_precision: str = "auto"
-    # random seed (model init, sampling, noise, dropout)
-    seed: int = 0
-    # EMA decay per optimiser step (0 = no EMA); the EMA weights are what gets evaluated
-    ema_decay: float = 0.995
     # save a checkpoint every this many steps (and at the end; 0 = only at the end)
     save_every: int = 500
-    # keep this many most recent checkpoints (0 = all)
-    keep_last: int = 2
-    # resume: "never" (fresh start), "auto" (latest complete checkpoint in output_dir, if any) or a checkpoint path
-    resume_from: str = "auto"
     # log every this many steps
     log_every: int = 10
-    # torch threads per process on CPU (0 = torch's default)
-    cpu_threads: int = 0
-    # stop after this many steps of this run even if max_steps is not reached (0 = off; for tests)
-    stop_after_steps: int = 0
-    # on resume, accept recipe changes that change what a step means (data, model, lr, ...); off: such a change
-    # is refused with the key and both values (irg_rl.train.resume)
-    allow_recipe_change: bool = False
+    # micro-batches per optimiser step on each process
+    grad_accum: int = 1
+    # how the packed forward attends over several samples: "padded" (one batched call, samples padded to the
+    # longest), "per_sample" (one call per sample, no padded work; 1.04-1.08x tokens/s on the tiny model on CPU,
+    # docs/benchmarks_sft.md), "auto" (per_sample on CPU, padded on GPU); equal losses either way
+    packed_attention: str = "padded"
+    # EMA decay per optimiser step (0 = no EMA); the EMA weights are what gets evaluated
+    ema_decay: float = 0.995
 
 
 @dataclass
