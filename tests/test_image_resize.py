@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from PIL import Image
 
 from irg_rl.models.image_resize import (
@@ -63,7 +64,6 @@ def test_inference_vit_input_is_the_official_pil_transform():
     from types import SimpleNamespace
 
     import numpy as np
-    import torch
 
     from irg_rl.inference.context import vit_input
 
@@ -85,3 +85,37 @@ def test_inference_vit_input_is_the_official_pil_transform():
     assert torch.equal(
         vit_input(torch.from_numpy(img), tiny), torch.from_numpy(img).permute(2, 0, 1).float() / 127.5 - 1.0
     )
+
+
+class _StubFluxShapedVAE:
+    """Latents of FLUX's shape (16 channels, /8) without the network: the test is about sizes, not pixels."""
+
+    def encode(self, images):
+        b, h, w, _ = images.shape
+        return images.float().mean(-1)[:, None].repeat(1, 16, 1, 1)[:, :, ::8, ::8][:, :, : h // 8, : w // 8]
+
+    def to_tokens(self, latents, p):
+        from irg_rl.models.patchify import patchify
+
+        return torch.stack([patchify(lat, p) for lat in latents])
+
+
+@pytest.mark.parametrize("size", [(1024, 1024), (1000, 700), (333, 517), (4000, 300)])
+def test_official_sizes_fit_bagel_7b_position_tables(size):
+    """At BAGEL-7B dims any image, odd-sized, huge or RGBA, packs within the latent (64) and ViT (70) tables."""
+    from irg_rl.models.configs import bagel_7b_mot
+    from irg_rl.models.tokenizer import train_tokenizer
+    from irg_rl.train.sft_setup import ModelSampleEncoder
+
+    cfg = bagel_7b_mot()
+    tok = train_tokenizer(["a photo of a cat"] * 4, vocab_size=300)
+    enc = ModelSampleEncoder(tok, _StubFluxShapedVAE(), cfg, image_resize="official")
+    img = Image.new("RGBA", size, (200, 10, 10, 128))
+    tokens, (gh, gw) = enc.vae_tokens(img.convert("RGB"))
+    assert max(gh, gw) <= cfg.max_latent_size and tokens.shape == (gh * gw, cfg.patch_latent_dim)
+    patches, (vh, vw) = enc.vit_patches(img.convert("RGB"))
+    assert max(vh, vw) <= cfg.vit_max_num_patch_per_side and patches.shape[0] == vh * vw
+    # without resizing, a 1024^2 image overflows the ViT table (73 patches a side > 70)
+    if size == (1024, 1024):
+        plain = ModelSampleEncoder(tok, _StubFluxShapedVAE(), cfg)
+        assert max(plain.vit_patches(img.convert("RGB"))[1]) > cfg.vit_max_num_patch_per_side
