@@ -366,7 +366,7 @@ def evaluate(
 
 def run_eval(recipe, out_dir: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
     """Build model, prompts and reward from an `EvalRecipe`, then `evaluate`."""
-    from irg_rl.inference.components import build_components
+    from irg_rl.inference.components import build_components, resolve_system_prompt
 
     recipe.validate()
     if recipe.eval.num_threads > 0:
@@ -385,7 +385,7 @@ def run_eval(recipe, out_dir: str | Path | None = None, log: Callable[[str], Non
     )
     return evaluate(
         parts,
-        recipe.sampling,
+        resolve_system_prompt(recipe.sampling, recipe.model.source),
         prompts,
         reward,
         describe_reward(reward, spec),

@@ -19,7 +19,7 @@ from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
 
 from .engine_config import EngineConfig
 
-__all__ = ["EngineComponents", "shapes_texts", "random_vae", "build_components"]
+__all__ = ["EngineComponents", "shapes_texts", "random_vae", "build_components", "resolve_system_prompt"]
 
 
 @dataclass
@@ -85,3 +85,23 @@ def build_components(ec: EngineConfig, device: str | torch.device = "cpu") -> En
     model = build_model(cfg, special_token_ids(tok), dtype=dtype, device=device, seed=ec.init_seed).eval()
     vae = random_vae(cfg, ec.world, device, dtype)
     return EngineComponents(model, tok, vae, f"random init of preset '{ec.model.source}' (untrained)")
+
+
+def resolve_system_prompt(sampling, model_source: str):
+    """`sampling` with `system_prompt` read from `sampling.system_prompt_file` when one is set: a text file, or
+    "checkpoint" = `system_prompt.txt` in the model directory of `model_source` (trailing newline dropped)."""
+    import dataclasses
+    from pathlib import Path
+
+    from irg_rl.models.run_layout import resolve_model_dir
+
+    name = sampling.system_prompt_file
+    if not name:
+        return sampling
+    path = resolve_model_dir(model_source) / "system_prompt.txt" if name == "checkpoint" else Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"sampling.system_prompt_file={name!r}: {path} does not exist; give a text file holding the system "
+            f"prompt, or put system_prompt.txt in the model directory for 'checkpoint'"
+        )
+    return dataclasses.replace(sampling, system_prompt=path.read_text().rstrip("\n"), system_prompt_file="")

@@ -121,11 +121,13 @@ def vit_input(image: torch.Tensor, model: BagelModel) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode_latents(vae, model: BagelModel, tokens: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
-    """Latent tokens [N, n, P] -> uint8 images [N, H, W, 3] (on the CPU)."""
+def decode_latents(
+    vae, model: BagelModel, tokens: torch.Tensor, grid_hw: tuple[int, int], rounding: str = "round"
+) -> torch.Tensor:
+    """Latent tokens [N, n, P] -> uint8 images [N, H, W, 3] (on the CPU); `rounding`: round | truncate."""
     p = model.config.latent_patch_size
     lat = vae.from_tokens(tokens.float().to(_device(vae)), grid_hw, p)
-    return vae.decode(lat).cpu()
+    return vae.decode(lat, rounding).cpu()
 
 
 @torch.no_grad()

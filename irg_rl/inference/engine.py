@@ -172,15 +172,23 @@ class IRGEngine:
             text_neg = (sys_ctx.select([0] * rows) if k == 1 else ctx.view()) if use_text else None
             if c.think:
                 ts0 = time.perf_counter()
+                # parity "irg": sample on a copy, then put the decoded text, tokenized again, into the context
+                gen_cache = ctx.fork().cache if c.parity == "irg" else ctx.cache
                 thinks[k] = sample_text(
-                    model, ctx.cache, turn.temperature, turn.max_think_tokens, gens, self.stop
+                    model, gen_cache, turn.temperature, turn.max_think_tokens, gens, self.stop
                 )
-                ctx.segments.append(f"think_{k}")
-                if img_neg is not None:
-                    img_neg.add_text(model, f"think_{k}", [s.context_ids for s in thinks[k]])
                 think_texts[k] = [
                     self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in thinks[k]
                 ]
+                if c.parity == "irg":
+                    for s, text in zip(thinks[k], think_texts[k], strict=True):
+                        s.context_ids = self.piece(text) or [self.special.im_start, self.special.im_end]
+                    del gen_cache
+                    ctx.add_text(model, f"think_{k}", [s.context_ids for s in thinks[k]])
+                else:
+                    ctx.segments.append(f"think_{k}")
+                if img_neg is not None:
+                    img_neg.add_text(model, f"think_{k}", [s.context_ids for s in thinks[k]])
                 stats[f"think_{k}_s"] = time.perf_counter() - ts0
                 stats["think_tokens"] += sum(len(s.token_ids) for s in thinks[k])
             branches = [ctx] + ([text_neg] if use_text else []) + ([img_neg] if use_img and k == 2 else [])
@@ -206,7 +214,8 @@ class IRGEngine:
                     [gens[i] for i in rows_k],
                     start_generators=None if start_gens is None else [start_gens[i] for i in rows_k],
                 )
-                decoded[k] = decode_latents(self.vae, model, images[k].latents, grid)
+                rounding = "truncate" if c.parity == "irg" else "round"
+                decoded[k] = decode_latents(self.vae, model, images[k].latents, grid, rounding)
             stats[f"image_{k}_s"] = time.perf_counter() - ti0
             stats["denoise_steps"] += len(rows_k) * c.steps
         if 2 in sampled:

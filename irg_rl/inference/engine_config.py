@@ -73,6 +73,10 @@ def _turn2() -> TurnConfig:
     return TurnConfig(cfg_img_scale=2.0, cfg_interval=[0.0, 1.0], cfg_renorm_type="text_channel")
 
 
+# sampling.parity values (see IRGSamplingConfig.parity)
+PARITIES = ("none", "irg")
+
+
 @dataclass
 class IRGSamplingConfig:
     """How the engine samples trajectories (the `sampling:` section of a recipe)."""
@@ -128,6 +132,14 @@ class IRGSamplingConfig:
     # after think_2 with image_2 := image_1 exactly (no second image sampled; needs keep_pattern; no effect
     # without a reflection, i.e. rounds 1 or think false)
     on_keep: str = "refine"
+    # "none": the engine's own sampling (sampled think ids stay in the context, pixels rounded; what RL needs:
+    # re-scoring reads exactly the recorded ids); "irg": the IRG research code's evaluation path, for comparing
+    # with published numbers: each think is decoded to text and re-tokenized into the context, and decoded
+    # pixels are truncated to uint8 (evaluation only; RL recipes refuse it)
+    parity: str = "none"
+    # read the system prompt from this text file instead of system_prompt ("" = off); "checkpoint" = the
+    # model directory's system_prompt.txt (resolved when the model is loaded)
+    system_prompt_file: str = ""
 
     def turn(self, k: int) -> TurnConfig:
         return self.turn1 if k == 1 else self.turn2
@@ -137,6 +149,8 @@ class IRGSamplingConfig:
             raise ConfigError(f"{section}.rounds must be 1 (think baseline) or 2 (IRG), got {self.rounds}")
         if self.steps < 1:
             raise ConfigError(f"{section}.steps must be >= 1, got {self.steps}")
+        if self.parity not in PARITIES:
+            raise ConfigError(f"{section}.parity must be one of {PARITIES}, got {self.parity!r}")
         if not self.timestep_shift > 0:
             raise ConfigError(f"{section}.timestep_shift must be > 0, got {self.timestep_shift}")
         if self.resolution < 1:

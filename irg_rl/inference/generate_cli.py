@@ -12,7 +12,7 @@ from PIL import Image
 
 from irg_rl.config import ConfigError, load_config
 
-from .components import build_components
+from .components import build_components, resolve_system_prompt
 from .engine import IRGEngine
 from .engine_config import EngineConfig
 
@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model: {parts.origin}")
     if "random init" in parts.origin:
         print("note: no checkpoint given - a randomly initialised model; images and texts are noise")
-    engine = IRGEngine(parts.model, parts.tokenizer, parts.vae, ec.sampling)
+    engine = IRGEngine(
+        parts.model, parts.tokenizer, parts.vae, resolve_system_prompt(ec.sampling, ec.model.source)
+    )
     batch = engine.generate([args.prompt], samples_per_prompt=1, mode=args.mode)
     traj = batch[0]
     out = Path(args.out)

@@ -116,6 +116,11 @@ class _RLBase:
     def _validate_common(self, group_size: int) -> None:
         self.sampling.validate("sampling")
         self.rollout.validate("rollout")
+        if self.sampling.parity != "none":
+            raise ConfigError(
+                f"sampling.parity={self.sampling.parity!r} is an evaluation mode: re-tokenized thinks no longer "
+                "match the recorded token ids, so RL could not re-score them; set sampling.parity: none"
+            )
         if self.sampling.rounds != 2:
             raise ConfigError(
                 "sampling.rounds: RL over IRG trajectories needs 2 rounds (think-image-reflect-image)"

@@ -22,8 +22,17 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def float_to_images(x: torch.Tensor) -> torch.Tensor:
-    """float [B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3]."""
+# how decoded floats become uint8 pixels: "round" (nearest; the default) or "truncate" (as BAGEL's and IRG's
+# inference code does: `(x * 0.5 + 0.5).clamp(0, 1) * 255` cast to uint8)
+ROUNDINGS = ("round", "truncate")
+
+
+def float_to_images(x: torch.Tensor, rounding: str = "round") -> torch.Tensor:
+    """float [B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3], rounded to the nearest value or truncated."""
+    if rounding == "truncate":
+        return ((x * 0.5 + 0.5).clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1)
+    if rounding != "round":
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
 
 
@@ -38,8 +47,8 @@ class LatentCodec(torch.nn.Module):
         """images (uint8 [B, H, W, 3] or float [B, 3, H, W]) -> latents [B, C, H/d, W/d]."""
         raise NotImplementedError
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents [B, C, h, w] -> uint8 images [B, h*d, w*d, 3]."""
+    def decode(self, latents: torch.Tensor, rounding: str = "round") -> torch.Tensor:
+        """latents [B, C, h, w] -> uint8 images [B, h*d, w*d, 3] (`rounding`: see float_to_images)."""
         raise NotImplementedError
 
     def save(self, file: str | Path) -> None:

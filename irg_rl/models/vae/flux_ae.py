@@ -172,9 +172,9 @@ class FluxAutoencoder(LatentCodec):
             z = mean + torch.exp(0.5 * logvar) * eps.to(mean.dtype)
         return self.cfg.scale_factor * (z - self.cfg.shift_factor)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, rounding: str = "round") -> torch.Tensor:
         z = latents.to(self.decoder.conv_in.weight) / self.cfg.scale_factor + self.cfg.shift_factor
-        return float_to_images(self.decoder(z).float())
+        return float_to_images(self.decoder(z).float(), rounding)
 
     def save(self, file: str | Path) -> None:
         import json

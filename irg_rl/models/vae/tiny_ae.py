@@ -47,8 +47,8 @@ class TinyAutoencoder(LatentCodec):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images_to_float(images).to(self.encoder[0].weight))
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return float_to_images(self.decoder(latents.to(self.decoder[0].weight)).float())
+    def decode(self, latents: torch.Tensor, rounding: str = "round") -> torch.Tensor:
+        return float_to_images(self.decoder(latents.to(self.decoder[0].weight)).float(), rounding)
 
     def save(self, file: str | Path) -> None:
         sd = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}

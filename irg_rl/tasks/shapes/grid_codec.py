@@ -76,7 +76,8 @@ class GridCodec(LatentCodec):
         classes = [torch.from_numpy(image_to_cell_classes(img.cpu().numpy(), self.world)) for img in images]
         return self.classes_to_latents(torch.stack(classes).to(self.codes.device))
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, rounding: str = "round") -> torch.Tensor:
+        """Renders the scene exactly (uint8 by construction: `rounding` changes nothing)."""
         from irg_rl.tasks.shapes import render_scene, scene_from_cell_classes
 
         out = []
