@@ -129,7 +129,9 @@ def test_help_lists_every_key_with_its_default_and_comment(capsys):
     from irg_rl.train.sft_config import SFTRecipe
 
     for schema in (SFTRecipe, DPORecipe, EvalRecipe):  # every key of every recipe has its help
-        assert all(text for _, _, text in schema_help(schema)), [k for k, _, t in schema_help(schema) if not t]
+        assert all(text for _, _, text in schema_help(schema)), [
+            k for k, _, t in schema_help(schema) if not t
+        ]
     for schema in (GRPORecipe, NFTRecipe):
         rows = schema_help(schema)
         assert rows and all(text for _, _, text in rows), [k for k, _, t in rows if not t]

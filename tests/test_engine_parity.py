@@ -42,7 +42,9 @@ def test_parity_reencodes_each_think_and_samples_the_same_tokens():
             raw = [parity_engine.special.im_start, *seg.token_ids.tolist()]
             changed += seg.context_ids[: len(raw)] != raw
         assert b.segment("image_1").image.dtype == torch.uint8
-    assert changed > 0  # the random model's token strings tokenize differently once decoded: a real difference
+    assert (
+        changed > 0
+    )  # the random model's token strings tokenize differently once decoded: a real difference
 
 
 def test_rl_refuses_parity_and_the_system_prompt_comes_from_a_file(tmp_path):

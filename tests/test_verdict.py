@@ -78,6 +78,9 @@ def test_agreement_by_hand():
     assert math.isnan(got[5]) and math.isnan(got[6])
     with pytest.raises(ValueError, match="unknown verdict 'maybe'"):
         verdict_agreement(["maybe"], torch.tensor([1.0]), 1.0)
+    # a caught mistake (revise on a wrong image_1) weighs 3; keeps of right images stay 1; errors stay 0
+    weighted = verdict_agreement(verdicts, r1, threshold=0.9, wrong_weight=3.0)
+    assert torch.equal(weighted[:5], torch.tensor([1.0, 0.0, 0.0, 3.0, 0.0]))
 
 
 def test_verdict_reward_plugin_scores_agreement_with_the_shapes_scorer():

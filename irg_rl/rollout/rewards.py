@@ -52,6 +52,9 @@ class RewardsConfig:
     renormalize: bool = False
     # an image_1 scoring at least this counts as already right (no-regression and verdict rewards, regression rate)
     correct_threshold: float = 1.0
+    # verdict reward for catching a wrong image_1 (a revise verdict there) relative to 1 for keeping a right one:
+    # > 1 trades some keeps of right images for more revisions of wrong ones (a kept wrong image is never fixed)
+    verdict_wrong_weight: float = 1.0
     # keyword arguments of the reflection_format reward on think_2 ({} = its defaults)
     format_args: dict[str, Any] = field(default_factory=dict)
     # rewards logged on both images but never trained on (e.g. ShapesWorld strict accuracy)
@@ -182,7 +185,9 @@ class RewardScorer:
         r1, r2 = out.scores[:n], out.scores[n:]
         comps = {"image_1": r1, "image_2": r2, **reflection_scores(r1, r2, self.cfg.correct_threshold)}
         # self-verification: the engine's parsed verdict against the image_1 reward (NaN where not read)
-        comps["verdict"] = verdict_agreement(batch.verdicts(), r1, self.cfg.correct_threshold)
+        comps["verdict"] = verdict_agreement(
+            batch.verdicts(), r1, self.cfg.correct_threshold, self.cfg.verdict_wrong_weight
+        )
         fmt = self.format(rb)
         comps["format"] = fmt.scores
         per: dict[str, torch.Tensor] = {}

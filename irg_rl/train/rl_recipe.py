@@ -116,6 +116,10 @@ class _RLBase:
     def _validate_common(self, group_size: int) -> None:
         self.sampling.validate("sampling")
         self.rollout.validate("rollout")
+        if not self.rewards.verdict_wrong_weight > 0:
+            raise ConfigError(
+                f"rewards.verdict_wrong_weight must be > 0, got {self.rewards.verdict_wrong_weight}"
+            )
         if self.sampling.parity != "none":
             raise ConfigError(
                 f"sampling.parity={self.sampling.parity!r} is an evaluation mode: re-tokenized thinks no longer "

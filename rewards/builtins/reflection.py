@@ -161,8 +161,11 @@ class NoRegressionReward(Reward):
         return RewardOutput(scores=scores, details=details)
 
 
-def verdict_agreement(verdicts: list[str | None], r1: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Self-verification score `[B]`: 1 where think_2's verdict agrees with the image_1 reward, else 0.
+def verdict_agreement(
+    verdicts: list[str | None], r1: torch.Tensor, threshold: float, wrong_weight: float = 1.0
+) -> torch.Tensor:
+    """Self-verification score `[B]`: 1 where think_2's verdict agrees with the image_1 reward, else 0; an
+    agreement on a wrong image_1 (a revise that catches a mistake) scores `wrong_weight` instead of 1.
 
     Agreement: "keep" with r1 >= threshold, or "revise" with r1 < threshold. "none" (no clear verdict) scores 0
     whatever image_1 is: a reflection is asked to state a verdict. A verdict of None (not read) or a NaN r1 gives
@@ -180,7 +183,8 @@ def verdict_agreement(verdicts: list[str | None], r1: torch.Tensor, threshold: f
         if v is None or math.isnan(r):
             continue
         right = r >= threshold
-        out[i] = float((v == "keep" and right) or (v == "revise" and not right))
+        agree = (v == "keep" and right) or (v == "revise" and not right)
+        out[i] = float(agree) * (1.0 if right else wrong_weight)
     return out
 
 
