@@ -79,13 +79,75 @@ def test_wise_json_list_file_and_folder(tmp_path):
     (tmp_path / "wise").mkdir()
     (tmp_path / "wise" / "cultural_common_sense.json").write_text(json.dumps(items))
     ps = load_prompt_set("wise", tmp_path / "wise")
-    assert [p.id for p in ps] == ["1", "2"] and [p.category for p in ps] == ["Festival", "Physics"]
+    # the original release's category file: legacy scoring (three 0-2 questions); tag = WiScore category of the id
+    assert [p.id for p in ps] == ["1", "2"] and [p.category for p in ps] == ["culture", "culture"]
     meta = ps[0].metadata
     assert len(meta["questions"]) == 3 and meta["question_weights"] == list(WISE_WEIGHTS)
-    assert "cherry blossoms" in meta["questions"][0]
+    assert "cherry blossoms" in meta["questions"][0] and meta["wise_scoring"] == "legacy"
     (tmp_path / "w.json").write_text(json.dumps([{"prompt_id": 3, "Prompt": "x"}]))
     with pytest.raises(PromptSetError, match=r"w.json\[0\]: missing key 'Explanation'"):
         load_prompt_set("wise", tmp_path / "w.json")
+
+
+def _wise_items(ids, text="p"):
+    return [
+        {
+            "Prompt": f"{text} {i}",
+            "Explanation": f"means {i}",
+            "Category": "C",
+            "Subcategory": "S",
+            "prompt_id": i,
+        }
+        for i in ids
+    ]
+
+
+def test_wise_both_published_layouts(tmp_path):
+    """WISE_legacy/data (category files + *_rewrite.json twins with the same ids) and data_verified (three
+    *_verified.json + merge.json, a copy of all): twins and copies are never read together."""
+    legacy = tmp_path / "WISE_legacy" / "data"
+    legacy.mkdir(parents=True)
+    parts = {"cultural_common_sense": range(1, 401), "spatio-temporal_reasoning": range(401, 641),
+             "natural_science": range(641, 1001)}  # fmt: skip
+    for name, ids in parts.items():
+        (legacy / f"{name}.json").write_text(json.dumps(_wise_items(ids, "orig")))
+        (legacy / f"{name}_rewrite.json").write_text(json.dumps(_wise_items(ids, "rewritten")))
+    orig = load_prompt_set("wise", legacy)
+    assert len(orig) == 1000 and orig[0].prompt == "orig 1" and len(orig[0].metadata["questions"]) == 3
+    rew = load_prompt_set("wise", legacy, variant="rewrite")
+    assert len(rew) == 1000 and all(p.prompt.startswith("rewritten") for p in rew)
+    verified = tmp_path / "data_verified"
+    verified.mkdir()
+    for name, ids in parts.items():
+        (verified / f"{name}_verified.json").write_text(json.dumps(_wise_items(ids, "v")))
+    (verified / "merge.json").write_text(json.dumps(_wise_items(range(1, 1001), "v")))
+    ver = load_prompt_set("wise", verified)
+    assert len(ver) == 1000 and ver[0].metadata["wise_scoring"] == "verified"
+    assert len(ver[0].metadata["questions"]) == 1 and ver[0].metadata["question_weights"] == [1.0]
+    counts = {}
+    for p in ver:
+        counts[p.category] = counts.get(p.category, 0) + 1
+    assert counts == {
+        "culture": 400,
+        "time": 120,
+        "space": 120,
+        "biology": 120,
+        "physics": 120,
+        "chemistry": 120,
+    }
+    assert len(load_prompt_set("wise", verified / "merge.json")) == 1000
+    assert load_prompt_set("wise", legacy, scoring="verified")[0].metadata["question_weights"] == [1.0]
+    with pytest.raises(PromptSetError, match="no files for WISE variant 'rewrite'"):
+        load_prompt_set("wise", verified, variant="rewrite")
+
+
+def test_wise_overall_wiscore_by_hand():
+    from irg_rl.eval.loaders import wise_overall
+
+    scores = {"culture": 0.5, "time": 1.0, "space": 0.0, "biology": 0.25, "physics": 0.75, "chemistry": 0.5}
+    assert wise_overall(scores) == pytest.approx(0.4 * 0.5 + 0.12 * (1.0 + 0.0 + 0.25 + 0.75 + 0.5))
+    with pytest.raises(ValueError, match="chemistry"):
+        wise_overall({k: v for k, v in scores.items() if k != "chemistry"})
 
 
 def test_tiif_prompts_with_eval_questions(tmp_path):
@@ -289,3 +351,14 @@ def test_dpg_without_its_csv_names_the_missing_file(tmp_path):
     (tmp_path / "prompts" / "a.txt").write_text("a cat")
     with pytest.raises(PromptSetError, match=r"dpg_bench.csv is missing"):
         load_prompt_set("dpg", tmp_path)
+
+
+def test_wise_overall_per_turn_needs_every_category():
+    from irg_rl.eval.runner import wise_overall_per_turn
+
+    names = ["culture", "time", "space", "biology", "physics", "chemistry"]
+    cats = {n: {"turns": {"think": {"score": 1.0}, "irg": {"score": 0.5}}} for n in names}
+    got = wise_overall_per_turn(cats)
+    assert got == pytest.approx({"irg": 0.5, "think": 1.0})
+    del cats["space"]
+    assert wise_overall_per_turn(cats) is None

@@ -3,7 +3,8 @@
 Formats (read from the public repositories; the files themselves are not shipped):
 - ShapesWorld: the generated held-out split, or a JSONL file of GenEval-schema objects.
 - GenEval `prompts/evaluation_metadata.jsonl`: one object per line, {"tag", "include", "exclude"?, "prompt"}.
-- WISE `data/*.json`: a JSON list of {"prompt_id", "Prompt", "Explanation", "Category"?, "Subcategory"}.
+- WISE: `data_verified/*_verified.json` (+ `merge.json`) or `WISE_legacy/data/*.json` (+ `*_rewrite.json`), JSON
+  lists of {"prompt_id", "Prompt", "Explanation", "Category"?, "Subcategory"} (see `load_wise`).
 - TIIF-Bench: `<type>_prompts.jsonl` lines {"type", "short_description", "long_description"}, and the
   line-aligned `<type>_eval_prompts.jsonl` lines {"type", "yn_question_list", "yn_answer_list"} in the sibling
   folder whose name ends in `_eval_prompts` (e.g. data/testmini_prompts + data/testmini_eval_prompts).
@@ -41,6 +42,9 @@ __all__ = [
     "load_dpg",
     "read_jsonl",
     "wise_questions",
+    "wise_category",
+    "wise_overall",
+    "WISE_CATEGORIES",
     "WISE_WEIGHTS",
 ]
 
@@ -135,10 +139,50 @@ def load_geneval(path: Path) -> list[EvalPrompt]:
 
 # ---- WISE -------------------------------------------------------------------------------------------------
 
+# WISE's categories by prompt id (both releases), and their weights in the overall WiScore
+WISE_CATEGORIES = (
+    ("culture", 1, 400, 0.4),
+    ("time", 401, 520, 0.12),
+    ("space", 521, 640, 0.12),
+    ("biology", 641, 760, 0.12),
+    ("physics", 761, 880, 0.12),
+    ("chemistry", 881, 1000, 0.12),
+)
+WISE_SCORINGS = ("verified", "legacy")
+WISE_VARIANTS = ("auto", "original", "rewrite", "verified")
 
-def wise_questions(prompt: str, explanation: str) -> list[str]:
-    """The three 0-2 judge questions (consistency, realism, aesthetic quality) asked of a WISE image."""
+
+def wise_category(prompt_id: int) -> str | None:
+    """WISE's category of a prompt id (1-400 culture, 401-520 time, ..., 881-1000 chemistry), else None."""
+    for name, lo, hi, _ in WISE_CATEGORIES:
+        if isinstance(prompt_id, int) and lo <= prompt_id <= hi:
+            return name
+    return None
+
+
+def wise_overall(category_scores: dict[str, float]) -> float:
+    """Overall WiScore: 0.4 x culture + 0.12 x each of the five other categories (all six are needed)."""
+    missing = [name for name, *_ in WISE_CATEGORIES if name not in category_scores]
+    if missing:
+        raise ValueError(
+            f"wise_overall: no score for {missing}; the overall WiScore needs all six categories"
+        )
+    return sum(w * category_scores[name] for name, _, _, w in WISE_CATEGORIES)
+
+
+def wise_questions(prompt: str, explanation: str, scoring: str = "verified") -> list[str]:
+    """The judge question(s) for one WISE image. `verified` (the current release): one binary question, 1 = the
+    image realises the prompt's world-knowledge meaning and is realistic and usable. `legacy` (the original
+    release): consistency, realism and aesthetic quality, each 0-2."""
     context = f'The prompt was: "{prompt}". What the prompt means: "{explanation}".'
+    if scoring == "verified":
+        return [
+            f"{context} Does the image correctly show what the prompt means (not just something the prompt "
+            f"mentions), and is it realistic and visually usable? Beauty does not matter. Answer with one line "
+            f"'Score: N/1': 1 = yes, 0 = no."
+        ]
+    if scoring != "legacy":
+        raise PromptSetError(f"WISE scoring must be one of {WISE_SCORINGS}, got {scoring!r}")
     reply = "Answer with one line 'Score: N/2'."
     return [
         f"{context} How completely and accurately does the image show what the prompt means? "
@@ -150,11 +194,50 @@ def wise_questions(prompt: str, explanation: str) -> list[str]:
     ]
 
 
-def load_wise(path: Path) -> list[EvalPrompt]:
-    """WISE JSON list(s); `path` is one file or a folder of *.json files (read in name order)."""
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+def _wise_files(path: Path, variant: str) -> tuple[list[Path], str]:
+    """The prompt files of a WISE folder for `variant`, and the variant it resolved to.
+
+    The two published layouts: the current release's `data_verified/` (three `*_verified.json` files, ids 1-1000,
+    plus `merge.json`, a copy of all of them) and the original release's `WISE_legacy/data/` (three category files
+    plus a `*_rewrite.json` twin of each, with the same prompt ids and rewritten prompts). Twins and copies are
+    never read together: their ids collide."""
+    if not path.is_dir():
+        return [path], "file"
+    files = sorted(path.glob("*.json"))
     if not files:
-        raise PromptSetError(f"{path}: no *.json files; expected WISE's data/*.json prompt files")
+        raise PromptSetError(
+            f"{path}: no *.json files; expected WISE's data_verified/ or WISE_legacy/data/ folder"
+        )
+    verified = [f for f in files if f.name.endswith("_verified.json")]
+    rewrites = [f for f in files if f.name.endswith("_rewrite.json")]
+    originals = [f for f in files if f not in verified and f not in rewrites and f.name != "merge.json"]
+    if variant == "auto":
+        variant = "verified" if verified or (path / "merge.json").is_file() else "original"
+    if variant == "verified":
+        chosen = verified or ([path / "merge.json"] if (path / "merge.json").is_file() else [])
+    elif variant == "rewrite":
+        chosen = rewrites
+    elif variant == "original":
+        chosen = originals
+    else:
+        raise PromptSetError(f"WISE variant must be one of {WISE_VARIANTS}, got {variant!r}")
+    if not chosen:
+        raise PromptSetError(
+            f"{path}: no files for WISE variant '{variant}' (verified: *_verified.json or merge.json; original: "
+            f"the category files; rewrite: *_rewrite.json); files present: {[f.name for f in files]}"
+        )
+    return chosen, variant
+
+
+def load_wise(path: Path, variant: str = "auto", scoring: str | None = None) -> list[EvalPrompt]:
+    """WISE prompts from one JSON file or a release folder (see `_wise_files`): `variant` auto (verified if
+    present, else the original prompts) | original | rewrite | verified; `scoring` verified (binary, the default
+    for the verified prompts) | legacy (three 0-2 questions, the default for the original release). The tag is
+    the WiScore category of the prompt id (or the file's Subcategory where the id is outside 1-1000)."""
+    files, resolved = _wise_files(path, variant)
+    scoring = scoring or ("legacy" if resolved in ("original", "rewrite") else "verified")
+    if scoring not in WISE_SCORINGS:
+        raise PromptSetError(f"WISE scoring must be one of {WISE_SCORINGS}, got {scoring!r}")
     out = []
     for file in files:
         data = _read_json(file)
@@ -170,16 +253,20 @@ def load_wise(path: Path) -> list[EvalPrompt]:
             explanation = _need(obj, "Explanation", where)
             sub = str(obj.get("Subcategory", "") or "")
             cat = str(obj.get("Category", "") or "")
+            legacy = scoring == "legacy"
             meta = {
                 "prompt_id": obj["prompt_id"],
                 "explanation": explanation,
                 "category": cat,
                 "subcategory": sub,
-                "questions": wise_questions(prompt, explanation),
-                "question_names": ["consistency", "realism", "aesthetic_quality"],
-                "question_weights": list(WISE_WEIGHTS),
+                "wise_category": wise_category(obj["prompt_id"]),
+                "wise_scoring": scoring,
+                "questions": wise_questions(prompt, explanation, scoring),
+                "question_names": ["consistency", "realism", "aesthetic_quality"] if legacy else ["wiscore"],
+                "question_weights": list(WISE_WEIGHTS) if legacy else [1.0],
             }
-            out.append(EvalPrompt(_safe_id(obj["prompt_id"]), prompt, meta, sub or cat))
+            tag = wise_category(obj["prompt_id"]) or sub or cat
+            out.append(EvalPrompt(_safe_id(obj["prompt_id"]), prompt, meta, tag))
     return out
 
 

@@ -359,9 +359,23 @@ def evaluate(
         "seconds": round(time.perf_counter() - t0, 2),
         "samples": records,
     }
+    if prompt_set == "wise":
+        results["wise_overall"] = wise_overall_per_turn(results["per_category"])
     paths = _write_outputs(out, results, settings.report, settings.report_samples)
     results["paths"] = {k: str(v) for k, v in paths.items()}
     return results
+
+
+def wise_overall_per_turn(cats: dict[str, dict]) -> dict[str, float] | None:
+    """WISE's overall WiScore per turn (0.4 culture + 0.12 x five categories, from each category's mean judge
+    score), or None unless all six categories were evaluated."""
+    from irg_rl.eval.loaders import WISE_CATEGORIES, wise_overall
+
+    names = [name for name, *_ in WISE_CATEGORIES]
+    if not all(name in cats for name in names):
+        return None
+    turns = set.intersection(*(set(cats[n]["turns"]) for n in names))
+    return {t: wise_overall({n: cats[n]["turns"][t]["score"] for n in names}) for t in sorted(turns)}
 
 
 def run_eval(recipe, out_dir: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
