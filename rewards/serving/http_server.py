@@ -19,7 +19,14 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from rewards.contract import Reward
-from rewards.serving.protocol import ProtocolError, decode_batch, encode_output
+from rewards.serving.handling import (
+    REJECTED,
+    RequestError,
+    content_length,
+    decode_score_request,
+    scoring_error,
+)
+from rewards.serving.protocol import encode_output
 
 __all__ = ["make_server", "serve_in_thread"]
 
@@ -27,8 +34,6 @@ log = logging.getLogger(__name__)
 
 # largest request body accepted by default (bytes): a batch of 16 1024^2 PNGs fits comfortably
 MAX_BODY = 64 * 1024 * 1024
-# errors of a reward that mean "this input cannot be scored" (client error, 422) rather than a server failure
-REJECTED = (ValueError, TypeError, KeyError)
 
 
 def make_server(
@@ -84,45 +89,23 @@ def make_server(
             if self.path.rstrip("/") != "/score":
                 self._reply(404, {"error": f"unknown path {self.path}; use POST /score"})
                 return
-            raw = self.headers.get("Content-Length")
             try:
-                length = int(raw)
-            except (TypeError, ValueError):
-                self.close_connection = True
-                self._reply(400, {"error": f"Content-Length {raw!r} is missing or not a number"})
-                return
-            if length <= 0:
-                self.close_connection = True
-                self._reply(400, {"error": f"Content-Length {length} out of range (1..{max_body})"})
-                return
-            if length > max_body:
+                length = content_length(self.headers.get("Content-Length"), max_body)
+            except RequestError as e:
                 self.close_connection = True  # the body is not read: the connection cannot be reused
-                self._reply(
-                    413, {"error": f"request of {length} bytes is over the server's limit of {max_body}"}
-                )
+                self._reply(e.status, {"error": e.message})
                 return
             try:
-                req = json.loads(self.rfile.read(length))
-                if not isinstance(req, dict):
-                    raise ProtocolError("request: expected a JSON object")
-                asked = req.get("reward")
-                if asked is not None and asked != reward.name:
-                    raise ProtocolError(f"request.reward: this server scores '{reward.name}', not '{asked}'")
-                batch = decode_batch(req.get("batch"))
-            except (ValueError, ProtocolError) as e:
-                self._reply(400, {"error": str(e)})
-                return
-            try:
+                batch = decode_score_request(self.rfile.read(length), reward.name)
                 with lock:
-                    out = reward(batch)
-            except REJECTED as e:
-                self._reply(
-                    422, {"error": f"reward '{reward.name}' rejected the batch: {type(e).__name__}: {e}"}
-                )
-                return
-            except Exception as e:  # noqa: BLE001 - report any other scoring failure to the client as a 500
-                log.exception("reward '%s' failed", reward.name)
-                self._reply(500, {"error": f"reward '{reward.name}' failed: {type(e).__name__}: {e}"})
+                    try:
+                        out = reward(batch)
+                    except Exception as err:  # noqa: BLE001 - every scoring failure becomes a 422 or a 500
+                        if not isinstance(err, REJECTED):
+                            log.exception("reward '%s' failed", reward.name)
+                        raise scoring_error(reward.name, err) from err
+            except RequestError as e:
+                self._reply(e.status, {"error": e.message})
                 return
             self._reply(200, encode_output(reward.name, out))
 
