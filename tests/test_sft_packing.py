@@ -161,12 +161,16 @@ def test_token_budget_packing(tmp_path, enc):
     sampler = MixedSampler(tmp_path, {M.INITIAL_THINKING_GENERATION: 1.0}, shuffle_files=False)
     lens = [encode_conversation(c, "m", 0, enc, NO_DROP).num_tokens for c in convs]
     opts = PackingOptions(
-        expected_tokens=lens[0] + 1, max_tokens=lens[0] + lens[1], max_tokens_per_sample=lens[4]
+        expected_tokens_per_step=lens[0] + 1,
+        max_tokens_per_step=lens[0] + lens[1],
+        max_tokens_per_sample=lens[4],
     )
     b1 = build_micro_batch(sampler, enc, opts, CFG.max_latent_size, CFG.vit_max_num_patch_per_side)
-    assert b1.seq.sample_lens == lens[:2]  # the second sample fits under max_tokens
+    assert b1.seq.sample_lens == lens[:2]  # the second sample fits under max_tokens_per_step
     b2 = build_micro_batch(sampler, enc, opts, CFG.max_latent_size, CFG.vit_max_num_patch_per_side)
-    assert b2.seq.sample_lens == [lens[2]]  # the fourth would cross max_tokens: held for the next batch
+    assert b2.seq.sample_lens == [
+        lens[2]
+    ]  # the fourth would cross max_tokens_per_step: held for the next batch
     b3 = build_micro_batch(sampler, enc, opts, CFG.max_latent_size, CFG.vit_max_num_patch_per_side)
     assert b3.seq.sample_lens[0] == lens[3]
     b4 = build_micro_batch(sampler, enc, opts, CFG.max_latent_size, CFG.vit_max_num_patch_per_side)
@@ -194,3 +198,19 @@ def test_image_cond_dropout_removes_both_condition_blocks_but_keeps_the_target(e
     ]
     _, seq = _pack(enc, conv, PackingOptions(vae_cond_dropout=0.0, image_cond_dropout=1.0))
     assert seq.attn_modes == ["causal", "noise", "causal"]
+
+
+def test_packing_options_come_from_the_data_section():
+    import dataclasses
+
+    from irg_rl.train.sft_config import DataSection, PackingSection
+
+    values = {
+        f.name: (7 if f.type == "int" else 0.25 if f.type == "float" else "sys")
+        for f in dataclasses.fields(PackingSection)
+    }
+    opts = PackingOptions.from_data(DataSection(root="r", **values), timestep_shift=2.5, seed=3)
+    assert all(getattr(opts, k) == v for k, v in values.items()) and (opts.timestep_shift, opts.seed) == (
+        2.5,
+        3,
+    )

@@ -15,6 +15,7 @@ generator seeded by (seed, sample uid), so a sample is encoded identically whate
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -27,6 +28,7 @@ from irg_rl.data.format import Conversation, DataFormatError, to_rgb
 from irg_rl.models.packing import PackedSequence, PackedSequenceBuilder, SpecialTokenIds
 from irg_rl.train.losses import noise_latents, sample_timesteps
 from irg_rl.train.sampler import MixedSampler, RawSample
+from irg_rl.train.sft_config import PackingSection
 
 
 class SampleEncoder(Protocol):
@@ -46,35 +48,20 @@ class SampleEncoder(Protocol):
 
 
 @dataclass
-class PackingOptions:
-    """The packing-related settings of `DataSection` plus the flow-matching shift and the seed."""
+class PackingOptions(PackingSection):
+    """The data section's packing settings (PackingSection, their one home) plus the flow-matching shift and the
+    seed of noise and dropout."""
 
-    # condition dropout probabilities
-    text_cond_dropout: float = 0.0
-    # ViT condition dropout
-    vit_cond_dropout: float = 0.0
-    # clean-VAE condition dropout
-    vae_cond_dropout: float = 0.3
-    # user prompt dropout
-    prompt_dropout: float = 0.0
-    # per generated image: drop the texts of its round (and the prompt in round 1) -> text-CFG branch
-    think_cfg_dropout: float = 0.0
-    # per condition image: drop its clean VAE and ViT blocks together -> the engine's image-CFG branch
-    image_cond_dropout: float = 0.0
-    # system prompt ("" = none)
-    system_prompt: str = ""
     # training timestep shift
     timestep_shift: float = 4.0
-    # fill a micro-batch up to this many tokens
-    expected_tokens: int = 40000
-    # never exceed this many tokens in a micro-batch
-    max_tokens: int = 45000
-    # drop samples longer than this
-    max_tokens_per_sample: int = 20000
-    # > 0: fixed number of samples per micro-batch instead of the token budget
-    samples_per_micro_batch: int = 0
     # seed of noise and dropout
     seed: int = 0
+
+    @classmethod
+    def from_data(cls, data: PackingSection, timestep_shift: float, seed: int) -> PackingOptions:
+        """The packing fields of a `data:` section (a DataSection) with the loss's shift and the run's seed."""
+        own = {f.name: getattr(data, f.name) for f in dataclasses.fields(PackingSection)}
+        return cls(**own, timestep_shift=timestep_shift, seed=seed)
 
 
 @dataclass
@@ -299,7 +286,7 @@ def build_micro_batch(
     while True:
         if fixed > 0 and len(chosen) >= fixed:
             break
-        if fixed <= 0 and total >= opts.expected_tokens:
+        if fixed <= 0 and total >= opts.expected_tokens_per_step:
             break
         raw = queue.pop(0) if queue else sampler.next_sample()
         sample = encode(raw)
@@ -314,7 +301,7 @@ def build_micro_batch(
                     f"(last: {n} tokens, {raw.file} row {raw.row}); raise it"
                 )
             continue
-        if fixed <= 0 and chosen and total + n > opts.max_tokens:
+        if fixed <= 0 and chosen and total + n > opts.max_tokens_per_step:
             sampler.hold(raw)
             break
         chosen.append(sample)

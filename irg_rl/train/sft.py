@@ -142,15 +142,7 @@ class SFTTrainer:
             comp.tokenizer, comp.vae, comp.config, image_resize=recipe.data.image_resize
         )
         d = r.data
-        self.pack_opts = PackingOptions(
-            text_cond_dropout=d.text_cond_dropout, vit_cond_dropout=d.vit_cond_dropout,
-            vae_cond_dropout=d.vae_cond_dropout, prompt_dropout=d.prompt_dropout,
-            think_cfg_dropout=d.think_cfg_dropout, image_cond_dropout=d.image_cond_dropout,
-            system_prompt=d.system_prompt,
-            timestep_shift=r.loss.timestep_shift, expected_tokens=d.expected_tokens_per_step,
-            max_tokens=d.max_tokens_per_step, max_tokens_per_sample=d.max_tokens_per_sample,
-            samples_per_micro_batch=d.samples_per_micro_batch, seed=t.seed,
-        )  # fmt: skip
+        self.pack_opts = PackingOptions.from_data(d, r.loss.timestep_shift, t.seed)
         self.sampler = MixedSampler(
             d.root, d.mode_weights, self.acc.process_index, self.acc.num_processes, t.seed,
             d.mandatory_modes, d.shuffle_files, d.on_error, d.check_images,

@@ -32,19 +32,10 @@ class InitSection:
 
 
 @dataclass
-class DataSection:
-    """Which IRGL data to read, how the six modes are mixed, and how conversations are packed."""
+class PackingSection:
+    """How conversations are packed into micro-batches and which conditions are dropped (part of `data:`; the
+    packer reads these fields directly, `conversation_packing.PackingOptions`)."""
 
-    # dataset root holding one folder of parquet files per learning mode (official IRGL layout)
-    root: str = MISSING
-    # sampling weight per learning mode; modes left out (or weight 0) are not read
-    mode_weights: dict[str, float] = field(default_factory=lambda: dict(STAGE1_WEIGHTS))
-    # modes of which every packed micro-batch holds at least one sample (drawn first)
-    mandatory_modes: list[str] = field(default_factory=list)
-    # what a malformed row does: raise (stop with file/row/field) or skip (count it and go on)
-    on_error: str = "raise"
-    # shuffle the order of parquet files of each mode every epoch (rows stay in file order: streaming)
-    shuffle_files: bool = True
     # fill each micro-batch with samples until it holds at least this many tokens
     expected_tokens_per_step: int = 40000
     # hard cap on tokens in one micro-batch; a sample that would cross it waits for the next micro-batch
@@ -68,6 +59,22 @@ class DataSection:
     image_cond_dropout: float = 0.0
     # system prompt put before every conversation (must match what inference uses); "" = none
     system_prompt: str = ""
+
+
+@dataclass
+class DataSection(PackingSection):
+    """Which IRGL data to read, how the six modes are mixed, and how conversations are packed (PackingSection)."""
+
+    # dataset root holding one folder of parquet files per learning mode (official IRGL layout)
+    root: str = MISSING
+    # sampling weight per learning mode; modes left out (or weight 0) are not read
+    mode_weights: dict[str, float] = field(default_factory=lambda: dict(STAGE1_WEIGHTS))
+    # modes of which every packed micro-batch holds at least one sample (drawn first)
+    mandatory_modes: list[str] = field(default_factory=list)
+    # what a malformed row does: raise (stop with file/row/field) or skip (count it and go on)
+    on_error: str = "raise"
+    # shuffle the order of parquet files of each mode every epoch (rows stay in file order: streaming)
+    shuffle_files: bool = True
     # decode-check every image while reading (slower; malformed images are caught at packing anyway)
     check_images: bool = False
     # "official": resize every image as BAGEL's data path does before the VAE (long side <= 1024, short >= 512,
