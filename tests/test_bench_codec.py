@@ -46,7 +46,7 @@ def test_quick_bench_runs_every_stage(tmp_path, capsys):
     c = result["ceiling"]
     assert c["grid"]["strict"] == 1.0 and c["grid"]["mse"] == 0.0
     assert c["tiny"]["latent_shape"] == c["grid"]["latent_shape"] == [8, 4, 4]  # 16 tokens per image each
-    assert 0.0 <= c["tiny"]["strict"] <= 1.0 and c["tiny"]["mse"] > 0.0
+    assert c["tiny"]["strict"] < 1.0 and c["tiny"]["mse"] > 0.0  # a few-step AE is not exact: below the grid
     assert c["tiny"]["train"]["steps"] >= 1
     s = result["starts"]
     assert s["identical_model_weights"] and s["same_vocab"] and s["tiny_ae_round_trip"]
@@ -55,8 +55,8 @@ def test_quick_bench_runs_every_stage(tmp_path, capsys):
         sft = result["sft"][k]
         assert [p["step"] for p in sft["evals"]] == [1, 2]
         for p in sft["evals"]:
-            for key in ("no_think_strict", "no_think_partial", "think_strict", "think_partial"):
-                assert 0.0 <= p[key] <= 1.0
+            for turn in ("no_think", "think"):  # strict (all right) can never exceed partial credit
+                assert 0.0 <= p[f"{turn}_strict"] <= p[f"{turn}_partial"] <= 1.0
         assert sft["seconds_per_step"] > 0 and sft["tokens_per_s"] > 0
     # same seed, same data: both runs see the same batches (the codecs give the same token counts)
     assert result["sft"]["grid"]["tokens_per_step"] == result["sft"]["tiny"]["tokens_per_step"]
