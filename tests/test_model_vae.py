@@ -76,3 +76,17 @@ def test_tiny_ae_trains():
         rec = ae.decode(lat).float()
     assert lat.shape == (64, 8, 4, 4)
     assert (rec - imgs[:64].float()).abs().mean() < 20, stats
+
+
+def test_vae_kinds_come_from_the_models_and_the_plugins():
+    from irg_rl.models.configs import tiny, vae_kinds
+    from irg_rl.models.vae import vae_class
+
+    assert vae_kinds()[:2] == ("flux", "tiny") and "grid" in vae_kinds()  # grid: the ShapesWorld task's entry point
+    assert vae_class("grid") is GridCodec
+    cfg = tiny()
+    cfg.vae_kind = "nope"
+    with pytest.raises(ValueError, match="vae_kind must be one of"):
+        cfg.validate()
+    with pytest.raises(ValueError, match="unknown vae_kind 'nope'.*irg_rl.vae"):
+        vae_class("nope")

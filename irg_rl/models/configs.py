@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-VAE_KINDS = ("flux", "grid", "tiny")
+# VAE kinds built into the models package; plug-ins add theirs under the `irg_rl.vae` entry points (the
+# ShapesWorld task's `grid` codec)
+VAE_KINDS = ("flux", "tiny")
+
+
+def vae_kinds() -> tuple[str, ...]:
+    """Every VAE kind a config may name: the built-in ones and those registered by plug-ins."""
+    from importlib.metadata import entry_points
+
+    return VAE_KINDS + tuple(sorted(ep.name for ep in entry_points(group="irg_rl.vae")))
 
 
 def _from_json_dict(cls: type, data: dict, source: str) -> Any:
@@ -216,8 +225,8 @@ class BagelConfig:
     def validate(self) -> None:
         self.llm.validate()
         self.vit.validate()
-        if self.vae_kind not in VAE_KINDS:
-            raise ValueError(f"config.json: vae_kind must be one of {VAE_KINDS}, got {self.vae_kind!r}")
+        if self.vae_kind not in VAE_KINDS and self.vae_kind not in vae_kinds():
+            raise ValueError(f"config.json: vae_kind must be one of {vae_kinds()}, got {self.vae_kind!r}")
         if not self.latent_pos_scale > 0:
             raise ValueError(f"config.json: latent_pos_scale must be > 0, got {self.latent_pos_scale}")
         if self.llm.hidden_size % 4:
