@@ -82,7 +82,8 @@ def test_vae_kinds_come_from_the_models_and_the_plugins():
     from irg_rl.models.configs import tiny, vae_kinds
     from irg_rl.models.vae import vae_class
 
-    assert vae_kinds()[:2] == ("flux", "tiny") and "grid" in vae_kinds()  # grid: the ShapesWorld task's entry point
+    # grid comes from the ShapesWorld task's entry point
+    assert vae_kinds()[:2] == ("flux", "tiny") and "grid" in vae_kinds()
     assert vae_class("grid") is GridCodec
     cfg = tiny()
     cfg.vae_kind = "nope"
