@@ -125,6 +125,15 @@ class RewardOutput:
     def __len__(self) -> int:
         return self.scores.numel()
 
+    def select(self, index: list[int]) -> RewardOutput:
+        """The output of the samples at `index`, in that order (scores, details and components)."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return RewardOutput(
+            scores=self.scores[idx],
+            details=[self.details[i] for i in index],
+            components={k: v[idx] for k, v in self.components.items()},
+        )
+
     @staticmethod
     def concat(outputs: list[RewardOutput]) -> RewardOutput:
         """Concatenate outputs in order (components are concatenated where every output has them)."""

@@ -10,6 +10,13 @@ from _engine_helpers import SYSTEM, components
 from irg_rl.config import config_from_dict
 from irg_rl.models.checkpoint import save_checkpoint
 
+# small LoRA adapters on the generation expert's attention and the velocity head (recipe overrides)
+LORA = {
+    "freeze.lora.enabled": True,
+    "freeze.lora.target_modules": r".*(q_proj|v_proj|o_proj)_moe_gen|llm2vae",
+    "freeze.lora.r": 4,
+}
+
 
 def random_checkpoint(root: Path, seed: int = 3) -> Path:
     """Save the engine tests' random model (every weight random) with its tokenizer and grid codec."""

@@ -206,3 +206,14 @@ def test_reward_specs_load_from_a_typed_recipe():
     assert comp.components[0][0] == "reflection_format" and comp.components[0][2] == 2.0
     with pytest.raises(ConfigError):
         config_from_dict(Recipe, {"rewards": [{"name": "x", "wieght": 1.0}]})
+
+
+def test_output_select_picks_scores_details_and_components_in_order():
+    out = RewardOutput(
+        scores=torch.tensor([0.0, 1.0, 2.0]),
+        details=[{"i": 0}, {"i": 1}, {"i": 2}],
+        components={"a": torch.tensor([5.0, 6.0, 7.0])},
+    )
+    got = out.select([2, 0])
+    assert got.scores.tolist() == [2.0, 0.0] and got.details == [{"i": 2}, {"i": 0}]
+    assert got.components["a"].tolist() == [7.0, 5.0]

@@ -7,18 +7,12 @@ import json
 
 import pytest
 import torch
-from _rl_helpers import grpo_recipe, random_checkpoint
+from _rl_helpers import LORA, grpo_recipe, random_checkpoint
 
 from irg_rl.train.grpo import GRPOTrainer
 from irg_rl.train.rl_outputs import load_rollout
 
 torch.set_num_threads(1)
-
-LORA = {
-    "freeze.lora.enabled": True,
-    "freeze.lora.target_modules": r".*(q_proj|v_proj|o_proj)_moe_gen|llm2vae",
-    "freeze.lora.r": 4,
-}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from _engine_helpers import PROMPTS, components, sampling
-from _rl_helpers import _apply, random_checkpoint, recipe_dict
+from _rl_helpers import LORA, _apply, random_checkpoint, recipe_dict
 
 from irg_rl.config import ConfigError, config_from_dict
 from irg_rl.inference import IRGEngine, rescore
@@ -18,12 +18,6 @@ from irg_rl.train.rl_config import NFTConfig
 from irg_rl.train.rl_recipe import NFTRecipe
 
 torch.set_num_threads(1)
-
-LORA = {
-    "freeze.lora.enabled": True,
-    "freeze.lora.target_modules": r".*(q_proj|v_proj|o_proj)_moe_gen|llm2vae",
-    "freeze.lora.r": 4,
-}
 
 
 @pytest.fixture(scope="module")

@@ -108,11 +108,7 @@ class GRPOTrainer(RLLoop):
         credit = self.advantages(batch, rewards)
         stats = {f"adv/{k}": float(v) for k, v in credit.stats.items()}
         n = len(batch)
-        micro = self._micro_batches(n)
-        # every rank runs as many passes as the busiest one (zero-weight repeats; see RLSetup.lockstep)
-        sched = padded_schedule(micro, s.lockstep(len(micro)))
-        # one decision for all ranks: a rank stepping alone would leave DDP replicas apart
-        any_valid = s.lockstep(int(bool(credit.valid_1.any() or credit.valid_2.any()))) > 0
+        sched, any_valid = self._schedule(n, credit)
         refs = [None] * len(sched)
         if g.kl_coef > 0:
             with s.reference() as ref_model:
@@ -153,17 +149,37 @@ class GRPOTrainer(RLLoop):
                 s.backward(loss * (weight * len(idx) / n), boundary=j == len(sched) - 1)
                 for k, v in ls.items():
                     agg[k] = agg.get(k, 0.0) + weight * v * len(idx) / n
-            if u == 0:
-                self._check_ratio(dev, stats)
-            if any_valid:
-                if self.recipe.optim.grad_clip > 0:
-                    gn = s.acc.clip_grad_norm_(s.module.parameters(), self.recipe.optim.grad_clip)
-                    agg["grad_norm"] = float(gn) if gn is not None else float("nan")
-                s.opt.step()
-            s.opt.zero_grad(set_to_none=True)
-            tag = "first" if u == 0 else "last"
-            if u == 0 or u == g.inner_updates - 1:
-                stats.update({(f"{tag}/{k}" if g.inner_updates > 1 else k): v for k, v in agg.items()})
+            self._end_inner_update(u, dev, agg, any_valid, stats)
+        return self._final_stats(stats, any_valid)
+
+    def _schedule(self, n: int, credit) -> tuple[list[tuple[list[int], float]], bool]:
+        """(micro-batch schedule, whether any group has a signal) for a batch of `n` trajectories."""
+        s = self.setup
+        micro = self._micro_batches(n)
+        # every rank runs as many passes as the busiest one (zero-weight repeats; see RLSetup.lockstep)
+        sched = padded_schedule(micro, s.lockstep(len(micro)))
+        # one decision for all ranks: a rank stepping alone would leave DDP replicas apart
+        any_valid = s.lockstep(int(bool(credit.valid_1.any() or credit.valid_2.any()))) > 0
+        return sched, any_valid
+
+    def _end_inner_update(self, u: int, dev: dict, agg: dict, any_valid: bool, stats: dict) -> None:
+        """After the backward passes of inner update `u`: the ratio check (first update), the optimiser step
+        (clipped; skipped when no group has a signal), and the first / last update's stats."""
+        s, inner = self.setup, self.recipe.grpo.inner_updates
+        if u == 0:
+            self._check_ratio(dev, stats)
+        if any_valid:
+            if self.recipe.optim.grad_clip > 0:
+                gn = s.acc.clip_grad_norm_(s.module.parameters(), self.recipe.optim.grad_clip)
+                agg["grad_norm"] = float(gn) if gn is not None else float("nan")
+            s.opt.step()
+        s.opt.zero_grad(set_to_none=True)
+        tag = "first" if u == 0 else "last"
+        if u == 0 or u == inner - 1:
+            stats.update({(f"{tag}/{k}" if inner > 1 else k): v for k, v in agg.items()})
+
+    @staticmethod
+    def _final_stats(stats: dict, any_valid: bool) -> dict:
         stats["update/skipped_no_signal"] = float(not any_valid)
         # the headline loss is the last inner update's (what the progress bar and final summary show)
         stats.setdefault("loss", stats.get("last/loss", stats.get("first/loss", float("nan"))))

@@ -30,11 +30,10 @@ from irg_rl.rollout.rewards import TrajectoryRewards
 from irg_rl.train.advantages import CreditAdvantages
 from irg_rl.train.grpo import GRPOTrainer
 from irg_rl.train.nft_loss import nft_image_loss, reward_probability, velocity_kl
-from irg_rl.train.policy_loss import policy_loss
+from irg_rl.train.policy_loss import grpo_loss
 from irg_rl.train.rl_batch import ratio_deviation, text_terms
 from irg_rl.train.rl_config import NFTConfig
 from irg_rl.train.rl_recipe import NFTRecipe
-from irg_rl.train.zero3 import padded_schedule
 
 __all__ = ["NFTTrainer", "draw_times", "noise_images", "train", "main"]
 
@@ -154,9 +153,7 @@ class NFTTrainer(GRPOTrainer):
         n = len(batch)
         trained = self._trained_images(batch, credit) if n_cfg.loss_weight > 0 else {}
         noised = noise_images(batch, trained, n_cfg, s.rng)
-        micro = self._micro_batches(n)
-        sched = padded_schedule(micro, s.lockstep(len(micro)))
-        any_valid = s.lockstep(int(bool(credit.valid_1.any() or credit.valid_2.any()))) > 0
+        sched, any_valid = self._schedule(n, credit)
         refs: list[tuple[RescoreOutput, list] | None] = [None] * len(sched)
         if self.needs_reference(self.recipe):
             with s.reference() as ref_model, torch.no_grad():
@@ -191,18 +188,9 @@ class NFTTrainer(GRPOTrainer):
                     sub, sub_noised, vel, olds[j][0], ref[1] if ref else None, sub_credit
                 )
                 loss = None
-                if text is not None:
-                    t_loss, t_stats = policy_loss(
-                        text,
-                        clip_low=g.text_clip_low,
-                        clip_high=g.text_clip_high,
-                        aggregation=g.text_aggregation,
-                        kl_coef=g.kl_coef,
-                        kl_kind=g.kl_kind,
-                        prefix="text/",
-                    )
+                if text is not None:  # GRPO's text objective, weighted by grpo.text_loss_weight
+                    loss, t_stats = grpo_loss(text, None, g)
                     ls.update(t_stats)
-                    loss = g.text_loss_weight * t_loss
                 if image is not None:
                     loss = n_cfg.loss_weight * image if loss is None else loss + n_cfg.loss_weight * image
                 if loss is None:  # nothing counts in this micro-batch: a zero loss keeps ranks in lockstep
@@ -211,20 +199,8 @@ class NFTTrainer(GRPOTrainer):
                 s.backward(loss * (weight * len(idx) / n), boundary=j == len(sched) - 1)
                 for k, v in ls.items():
                     agg[k] = agg.get(k, 0.0) + weight * v * len(idx) / n
-            if u == 0:
-                self._check_ratio(dev, stats)
-            if any_valid:
-                if self.recipe.optim.grad_clip > 0:
-                    gn = s.acc.clip_grad_norm_(s.module.parameters(), self.recipe.optim.grad_clip)
-                    agg["grad_norm"] = float(gn) if gn is not None else float("nan")
-                s.opt.step()
-            s.opt.zero_grad(set_to_none=True)
-            tag = "first" if u == 0 else "last"
-            if u == 0 or u == g.inner_updates - 1:
-                stats.update({(f"{tag}/{k}" if g.inner_updates > 1 else k): v for k, v in agg.items()})
-        stats["update/skipped_no_signal"] = float(not any_valid)
-        stats.setdefault("loss", stats.get("last/loss", stats.get("first/loss", float("nan"))))
-        return stats
+            self._end_inner_update(u, dev, agg, any_valid, stats)
+        return self._final_stats(stats, any_valid)
 
 
 def _zero_loss(out: RescoreOutput, module: torch.nn.Module) -> torch.Tensor:

@@ -14,6 +14,7 @@ replica takes at most `max_ongoing_requests` at once (Serve queues or rejects th
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from rewards.contract import RewardBatch, RewardOutput
@@ -27,18 +28,9 @@ MAX_BODY = 64 * 1024 * 1024
 
 
 def _split(out: RewardOutput, sizes: list[int]) -> list[RewardOutput]:
-    parts, start = [], 0
-    for n in sizes:
-        idx = list(range(start, start + n))
-        parts.append(
-            RewardOutput(
-                scores=out.scores[start : start + n],
-                details=[out.details[i] for i in idx],
-                components={k: v[start : start + n] for k, v in out.components.items()},
-            )
-        )
-        start += n
-    return parts
+    """A joint output cut back into the requests' outputs (`sizes` samples each, in order)."""
+    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    return [out.select(list(range(a, b))) for a, b in pairwise(bounds)]
 
 
 def reward_app(
