@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) scripts/demo.py --out $(DEMO_OUT) $(DEMO_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m experiments.demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 test: $(STAMP)
 	WANDB_MODE=disabled $(PY) -m pytest -q -x --timeout=900
@@ -29,12 +29,12 @@ test-slow: $(STAMP)
 	WANDB_MODE=disabled $(PY) -m pytest -q -m slow --timeout=1800
 
 lint: $(STAMP)
-	$(PY) -m ruff check irg_rl rewards scripts tests
-	$(PY) -m ruff format --check irg_rl rewards scripts tests
+	$(PY) -m ruff check irg_rl rewards scripts experiments tests
+	$(PY) -m ruff format --check irg_rl rewards scripts experiments tests
 
 format: $(STAMP)
-	$(PY) -m ruff format irg_rl rewards scripts tests
-	$(PY) -m ruff check --fix irg_rl rewards scripts tests
+	$(PY) -m ruff format irg_rl rewards scripts experiments tests
+	$(PY) -m ruff check --fix irg_rl rewards scripts experiments tests
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

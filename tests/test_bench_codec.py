@@ -1,4 +1,4 @@
-"""`scripts/bench.py codec --quick`: every stage runs, the result has its structure, the grid codec is exact."""
+"""`python -m experiments.bench codec --quick`: every stage runs, the result has its structure, the grid codec is exact."""
 
 import json
 from pathlib import Path
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from irg_rl.bench import BENCHMARKS
-from irg_rl.bench.codec import CODECS, codec_ceiling, main, markdown_tables, parse_args, render_images
+from experiments.bench import BENCHMARKS
+from experiments.bench.codec import CODECS, codec_ceiling, main, markdown_tables, parse_args, render_images
 from irg_rl.tasks.shapes import ShapesWorldConfig
 from irg_rl.tasks.shapes.grid_codec import GridCodec
 

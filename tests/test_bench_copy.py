@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from irg_rl.bench import copy as copy_bench
+from experiments.bench import copy as copy_bench
 from irg_rl.models.configs import tiny
 from irg_rl.tasks.shapes.grid_codec import make_codes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from irg_rl.bench.flops import trajectory_flops
+from experiments.bench.flops import trajectory_flops
 from irg_rl.inference.engine_config import IRGSamplingConfig
 from irg_rl.models.configs import bagel_7b_mot
 

@@ -1,10 +1,10 @@
-"""`scripts/bench.py rl` runs the real GRPO and DPO drivers on a random tiny checkpoint and writes its figures."""
+"""`python -m experiments.bench rl` runs the real GRPO and DPO drivers on a random tiny checkpoint and writes its figures."""
 
 import json
 
 import pytest
 
-from irg_rl.bench import rl as rl_bench
+from experiments.bench import rl as rl_bench
 
 
 @pytest.mark.parametrize("algo", ["grpo", "dpo", "nft"])
@@ -35,7 +35,7 @@ def test_gpu_check_dry_run_runs_every_part(tmp_path):
     root = Path(__file__).parent.parent
     env = {**os.environ, "OUT": str(tmp_path), "PY": sys.executable, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
-        ["bash", "scripts/gpu_check.sh", "--dry-run"],
+        ["bash", "experiments/gpu_check.sh", "--dry-run"],
         cwd=root,
         env=env,
         capture_output=True,

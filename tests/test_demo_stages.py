@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from irg_rl.demo.pipeline import DemoOptions, build_stages
-from irg_rl.demo.stages import DONE, Stage, run_stages
+from experiments.demo.pipeline import DemoOptions, build_stages
+from experiments.demo.stages import DONE, Stage, run_stages
 
 
 def _counting_stage(name, calls, fail=False):

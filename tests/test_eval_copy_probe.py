@@ -4,7 +4,7 @@ import pytest
 import torch
 from _sft_data import make_dataset, reset_accelerate, small_recipe
 
-from irg_rl.eval.copy_probe import probe
+from experiments.probes.copy_probe import probe
 from irg_rl.train.sft import train
 
 

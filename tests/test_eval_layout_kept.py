@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irg_rl.eval.layout_kept import layout_kept, layout_kept_stats
+from experiments.probes.layout_kept import layout_kept, layout_kept_stats
 from irg_rl.tasks.shapes import ShapesWorldConfig, corrupt, generate_prompts, layout_scene, render_scene
 from irg_rl.tasks.shapes.text import KEEP_SENTENCES, KEEP_VERDICT
 

@@ -13,24 +13,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).parent.parent / "irg_rl"
 LAYER = {"config": 0, "data": 1, "models": 2, "inference": 3, "rollout": 4, "train": 5,
-         "eval": 6, "demo": 7, "bench": 7, "tasks": 8, "rewards": 9}  # fmt: skip
+         "eval": 6, "tasks": 8, "rewards": 9}  # fmt: skip
 
 # (importing file, imported package): upward edges not yet removed
 KNOWN = {
-    ("bench/brightness_reward.py", "rewards"),
-    ("bench/codec.py", "tasks"),
-    ("bench/copy.py", "tasks"),
-    ("bench/rewards.py", "rewards"),
-    ("bench/rewards.py", "tasks"),
-    ("bench/rl.py", "tasks"),
-    ("bench/rollout.py", "tasks"),
     ("data/shapes_builder.py", "tasks"),
     ("data/shapes_self_builder.py", "inference"),
     ("data/shapes_self_builder.py", "models"),
     ("data/shapes_self_builder.py", "tasks"),
     ("eval/eval_config.py", "rewards"),
     ("eval/eval_config.py", "tasks"),
-    ("eval/layout_kept.py", "tasks"),
     ("eval/loaders.py", "rewards"),
     ("eval/loaders.py", "tasks"),
     ("eval/scoring.py", "rewards"),

@@ -10,7 +10,7 @@ import torch
 import yaml
 from _rl_helpers import random_checkpoint, recipe_dict
 
-from irg_rl.demo.seed_study import SeedStudyOptions, run_seed_study, summarise
+from experiments.demo.seed_study import SeedStudyOptions, run_seed_study, summarise
 
 torch.set_num_threads(1)
 
@@ -80,7 +80,7 @@ def test_seed_study_names_a_missing_file(tmp_path):
 
 
 def test_summary_table_rows_have_as_many_cells_as_the_header():
-    from irg_rl.demo.seed_study import summary_markdown
+    from experiments.demo.seed_study import summary_markdown
 
     start = _row(0.3, 0.2, 0.6, 0.1)
     s = summarise(start, {0: _row(0.4, 0.3, 0.5, 0.2), 1: _row(0.2, 0.25, 0.7, 0.3)})

@@ -1,4 +1,4 @@
-"""SFT throughput: `python scripts/bench.py sft [--steps N] [--batch B] [--gpu] [--layers L]`.
+"""SFT throughput: `python -m experiments.bench sft [--steps N] [--batch B] [--gpu] [--layers L]`.
 
 CPU (default): the real trainer (`SFTTrainer.train_step`: sampling, packing, grid codec, forward, backward, AdamW,
 EMA) on the tiny model and a freshly built ShapesWorld dataset; reports packed tokens/s and peak resident memory.

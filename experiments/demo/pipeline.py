@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments.demo.stages import Stage, run_stages, stage_summary
 from irg_rl.config import load_config
 from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
-from irg_rl.demo.stages import Stage, run_stages, stage_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPES = REPO_ROOT / "recipes" / "shapes"
@@ -28,7 +28,7 @@ EVAL_ROWS: dict[str, tuple[str, str | None]] = {
 
 @dataclass
 class DemoOptions:
-    """Options of `scripts/demo.py`."""
+    """Options of `python -m experiments.demo`."""
 
     # run folder
     out: str = "runs/demo"
@@ -138,7 +138,7 @@ def _eval_stage(opts: DemoOptions, out: Path, name: str, trained_by: str | None)
 
 def _report_stage(opts: DemoOptions, out: Path) -> Stage:
     def run(folder: Path) -> dict:
-        from irg_rl.demo.report import write_demo_report
+        from experiments.demo.report import write_demo_report
 
         return write_demo_report(out, folder, EVAL_ROWS)
 

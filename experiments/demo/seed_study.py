@@ -5,7 +5,7 @@ checkpoint; per seed, `train_seed<N>` runs the recipe with `train.seed=N` and `e
 checkpoint with the same held-out prompts, images per prompt and sampling seed. `summary.json`/`summary.md` hold
 per-seed rows, the mean and range over seeds, and the gain over the start against one binomial standard error.
 
-CFG-aware evaluation (`cfg_eval_overrides`, `scripts/rl_seeds.py --cfg-eval`): every evaluation is repeated with
+CFG-aware evaluation (`cfg_eval_overrides`, `python -m experiments.rl_seeds --cfg-eval`): every evaluation is repeated with
 guidance on (`eval_start_cfg`, `eval_seed<N>_cfg`), and the summary gets a second table, so a gain made without
 guidance can be checked under guidance (policies trained without CFG may lose their gain when sampled with it).
 """
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments.demo.stages import Stage, run_stages
 from irg_rl.config import load_config
-from irg_rl.demo.stages import Stage, run_stages
 
 ALGOS = ("grpo", "dpo", "nft")
 # BAGEL's default guidance (turn 1: text 4.0; turn 2: text 4.0, image 2.0), for --cfg-eval
@@ -41,7 +41,7 @@ METRICS = (
 
 @dataclass
 class SeedStudyOptions:
-    """Options of `scripts/rl_seeds.py`."""
+    """Options of `python -m experiments.rl_seeds`."""
 
     # grpo | dpo | nft
     algo: str = "grpo"

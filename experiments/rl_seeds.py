@@ -1,7 +1,7 @@
 r"""GRPO/DPO seed study on ShapesWorld: train one run per seed from a checkpoint, evaluate each on the held-out
 prompts, and report mean, range and gain over the start (`<out>/summary.md`). Finished stages are reused.
 
-    python scripts/rl_seeds.py --algo grpo --recipe recipes/shapes/grpo.yaml --start runs/demo/sft_stage2 \
+    python -m experiments.rl_seeds --algo grpo --recipe recipes/shapes/grpo.yaml --start runs/demo/sft_stage2 \
         --seeds 0 1 --out runs/grpo_seeds [--set train.max_steps=20 ...]
 """
 
@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from irg_rl.demo.seed_study import ALGOS, DEFAULT_CFG_EVAL, SeedStudyOptions, run_seed_study, summary_md_path
+from experiments.demo.seed_study import (
+    ALGOS,
+    DEFAULT_CFG_EVAL,
+    SeedStudyOptions,
+    run_seed_study,
+    summary_md_path,
+)
 
 D = SeedStudyOptions()
 

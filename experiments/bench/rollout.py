@@ -1,4 +1,4 @@
-"""Rollout benchmark: `python scripts/bench.py rollout [options]`.
+"""Rollout benchmark: `python -m experiments.bench rollout [options]`.
 
 Measures the batched IRG engine (think tokens/s, denoising steps/s, trajectories/s, peak memory) and, side by
 side on the same model and seeds, the research code's approach (`research_baseline`: batch-1 text sampling, one
@@ -16,8 +16,8 @@ import resource
 
 import torch
 
-from irg_rl.bench.flops import PEAK_BF16_FLOPS, trajectory_flops
-from irg_rl.bench.random_model import random_model
+from experiments.bench.flops import PEAK_BF16_FLOPS, trajectory_flops
+from experiments.bench.random_model import random_model
 from irg_rl.inference.components import random_vae, shapes_texts
 from irg_rl.inference.engine import IRGEngine
 from irg_rl.inference.engine_config import IRGSamplingConfig, tiny_sampling

@@ -3,7 +3,7 @@
 # CUDA, CUDA-IPC weight sync, GRPO on CUDA with the local and the Ray + CUDA-IPC rollout), then `bench.py rl` at
 # BAGEL-7B-MoT dims (4 of 28 layers, 512^2, LoRA r16 on the generation expert) with the local rollout and with a
 # colocated Ray worker fed over CUDA-IPC. Results go to $OUT (default runs/gpu_rl_check); ~6 min on an H200.
-#   OUT=runs/gpu_rl_check bash scripts/gpu_rl_check.sh
+#   OUT=runs/gpu_rl_check bash experiments/gpu_rl_check.sh
 set -u
 OUT=${OUT:-runs/gpu_rl_check}
 mkdir -p "$OUT"
@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 timeout 300 $PY -m pytest -q -m gpu tests/test_gpu_rl.py -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1
 echo "pytest -m gpu rc $?"
 tail -n 25 "$OUT/pytest_gpu.txt"
-bench="$PY scripts/bench.py rl --preset bagel-7b-mot --layers 4 --resolution 512 --lora --group 4"
+bench="$PY -m experiments.bench rl --preset bagel-7b-mot --layers 4 --resolution 512 --lora --group 4"
 timeout 200 $bench --prompts 2 --steps 2 --think-tokens 64 128 --json "$OUT/bench_rl_local.json" \
   > "$OUT/bench_rl_local.txt" 2>&1
 echo "bench rl local rc $?"

@@ -7,9 +7,9 @@
 #   4. rollout at 1024^2
 #   5. SFT tokens/s and MFU (full fine-tuning, fp32 master + AdamW, the most layers that fit one GPU)
 # Each part has its own time limit and writes $OUT/<part>.txt (+ .json); a part that fails does not stop the rest.
-#   OUT=runs/gpu_check bash scripts/gpu_check.sh            # on the GPU machine (~15 min on an H200: split it
+#   OUT=runs/gpu_check bash experiments/gpu_check.sh            # on the GPU machine (~15 min on an H200: split it
 #                                                            over two calls, PARTS="rollout_512 sft" etc.)
-#   bash scripts/gpu_check.sh --dry-run                      # the same sequence at the tiny preset on CPU (~1 min)
+#   bash experiments/gpu_check.sh --dry-run                      # the same sequence at the tiny preset on CPU (~1 min)
 set -u
 DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
@@ -45,7 +45,7 @@ part() {  # part NAME SECONDS ARGS...: run one benchmark with its own limit, kee
   wanted "$name" || return 0
   [ $LIMIT -gt 0 ] && secs=$LIMIT
   local t0=$SECONDS
-  timeout "$secs" $PY scripts/bench.py "$@" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
+  timeout "$secs" $PY -m experiments.bench "$@" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
   local rc=$?
   echo "== $name: rc $rc in $((SECONDS - t0)) s"
   tail -n $([ $rc = 0 ] && echo 7 || echo 30) "$OUT/$name.txt"
@@ -58,6 +58,6 @@ rm -rf "${CKPT:?}"/*
 part rollout_1024 130 rollout $MODEL --skip-baseline $R1024
 wanted sft || exit 0
 SECONDS_SFT=$SECONDS
-timeout $([ $LIMIT -gt 0 ] && echo $LIMIT || echo 80) $PY scripts/bench.py sft $SFT > "$OUT/sft.txt" 2>&1
+timeout $([ $LIMIT -gt 0 ] && echo $LIMIT || echo 80) $PY -m experiments.bench sft $SFT > "$OUT/sft.txt" 2>&1
 echo "== sft: rc $? in $((SECONDS - SECONDS_SFT)) s"
 tail -n 8 "$OUT/sft.txt"

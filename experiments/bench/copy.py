@@ -1,4 +1,4 @@
-"""Can the model learn to copy image_1 into image_2? `python scripts/bench.py copy [--scales 1 4] [--seeds 0 1]`.
+"""Can the model learn to copy image_1 into image_2? `python -m experiments.bench copy [--scales 1 4] [--seeds 0 1]`.
 
 A synthetic task with the `tiny` preset's shapes (4x4 latent grid, 8-dim tokens) and random init: each sample
 is `[text] [noised image_1] [clean image_1] [text] [noised image_2]` with image_2 = image_1 (the layout an IRG

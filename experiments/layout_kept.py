@@ -1,13 +1,13 @@
 """How often image_2 keeps image_1's layout in ShapesWorld evaluations (a reflection diagnostic).
 
-python scripts/layout_kept.py runs/exp/ev64_start/eval_start runs/demo/eval_grpo [--every 4]
+python -m experiments.layout_kept runs/exp/ev64_start/eval_start runs/demo/eval_grpo [--every 4]
 """
 
 from __future__ import annotations
 
 import argparse
 
-from irg_rl.eval.layout_kept import layout_kept_stats
+from experiments.probes.layout_kept import layout_kept_stats
 
 
 def main(argv: list[str] | None = None) -> None:

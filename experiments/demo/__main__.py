@@ -1,6 +1,6 @@
 """The embedded default: the IRG method on ShapesWorld on a CPU (`make demo`).
 
-    python scripts/demo.py --out runs/demo [--fresh] [--num-prompts N]
+    python -m experiments.demo --out runs/demo [--fresh] [--num-prompts N]
 
 Stages reuse finished work on a rerun; --fresh starts over.
 """
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from irg_rl.demo.pipeline import DemoOptions, run_demo
+from experiments.demo.pipeline import DemoOptions, run_demo
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m experiments.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default="runs/demo", help="run folder (stages, checkpoints, report)")
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""Which latent codec learns faster: `python scripts/bench.py codec [--quick] [--sft-steps N] ...`.
+"""Which latent codec learns faster: `python -m experiments.bench codec [--quick] [--sft-steps N] ...`.
 
 The embedded ShapesWorld default gives each 32 px image 16 latent tokens through one of two codecs: the grid
 codec (fixed, exact on grid-laid scenes; the `tiny` preset's default) or the tiny conv autoencoder (trained here on

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Seed studies as parallel processes on a many-core CPU machine: one scripts/rl_seeds.py run per job line, each
+# Seed studies as parallel processes on a many-core CPU machine: one `python -m experiments.rl_seeds` run per job line, each
 # with THREADS torch threads, all from the same start checkpoint (GPUs hidden, so every run is a CPU run).
 #
-#   bash scripts/rl_seeds_parallel.sh JOBS OUT THREADS START HELDOUT [START_EVAL]
+#   bash experiments/rl_seeds_parallel.sh JOBS OUT THREADS START HELDOUT [START_EVAL]
 #
 # JOBS: a file with one job per line, "NAME ALGO SEED [key=value ...]" (overrides of recipes/shapes/ALGO.yaml).
 # START_EVAL: a finished eval_start folder to reuse (copied into each run) instead of evaluating the start again.
@@ -19,7 +19,7 @@ while read -r name algo seed rest; do
   if [[ -n $start_eval && ! -d $out/$name/eval_start ]]; then cp -r "$start_eval" "$out/$name/eval_start"; fi
   sets=(--set "train.cpu_threads=$threads" --set "rollout.threads=$threads")
   for kv in $rest; do sets+=(--set "$kv"); done
-  CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=$threads "$py" scripts/rl_seeds.py --algo "$algo" \
+  CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=$threads "$py" -m experiments.rl_seeds --algo "$algo" \
     --recipe "recipes/shapes/$algo.yaml" --start "$start" --heldout "$heldout" --seeds "$seed" \
     --out "$out/$name" --eval-set "eval.num_threads=$threads" "${sets[@]}" ${RL_SEEDS_ARGS:-} >"$out/$name.log" 2>&1 &
   pids+=($!)

@@ -1,10 +1,10 @@
 """Learning efficiency of RL seed studies: held-out turn-2 strict against training CPU-minutes, as an SVG
 scatter (no plotting library needed) and a markdown table.
 
-    python scripts/plot_efficiency.py --study GRPO=runs/exp/G_own_rl --study NFT=runs/exp/N_nft \
+    python -m experiments.plot_efficiency --study GRPO=runs/exp/G_own_rl --study NFT=runs/exp/N_nft \
         --threads 1 --out docs/rl_efficiency.svg
 
-Each study folder is a `scripts/rl_seeds.py` output (`summary.json`, `train_seed*/metrics.jsonl`). CPU-minutes =
+Each study folder is a `python -m experiments.rl_seeds` output (`summary.json`, `train_seed*/metrics.jsonl`). CPU-minutes =
 the sum of the logged step wall times x the torch threads each run used.
 """
 

@@ -2,7 +2,7 @@
 
 A random model's images fail every task reward (all-zero groups are dropped, so no update would run); mean pixel
 brightness differs between samples, so every group has a signal and the benchmark times a real update. It is
-referred to by import path (`irg_rl.bench.brightness_reward:MeanBrightnessReward`) and measures nothing useful.
+referred to by import path (`experiments.bench.brightness_reward:MeanBrightnessReward`) and measures nothing useful.
 """
 
 from __future__ import annotations

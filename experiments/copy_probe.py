@@ -5,14 +5,14 @@ computed twice with the same noise and timestep: with image_1's clean VAE block 
 (its ViT block stays). A model that copies image_1 where the reflection says keep gets a much lower loss with the
 block. Rows are split by whether image_1 is already correct (image_2 = image_1) or corrupted (one object differs).
 
-    python scripts/copy_probe.py --model runs/demo/sft_stage2 --data runs/demo/data [--rows 200]
+    python -m experiments.copy_probe --model runs/demo/sft_stage2 --data runs/demo/data [--rows 200]
 """
 
 from __future__ import annotations
 
 import argparse
 
-from irg_rl.eval.copy_probe import MODE, probe
+from experiments.probes.copy_probe import MODE, probe
 
 
 def main(argv: list[str] | None = None) -> None:

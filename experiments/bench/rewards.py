@@ -1,4 +1,4 @@
-"""Reward throughput on CPU: images/s for the rewards that run offline (`scripts/bench.py rewards`).
+"""Reward throughput on CPU: images/s for the rewards that run offline (`python -m experiments.bench rewards`).
 
 Measured: shapes (ShapesWorld renders), reflection_format (written reflections), ocr (rapidocr_onnxruntime on
 rendered text), clip_score with a tiny random open_clip model and with a random-weight ViT-B-32 (the real

@@ -1,4 +1,4 @@
-"""RL benchmark: `python scripts/bench.py rl [options]`.
+"""RL benchmark: `python -m experiments.bench rl [options]`.
 
 Runs a few GRPO steps (`GRPOTrainer`, the real driver; `--algo dpo`: `DPOTrainer`, best vs worst pair per group;
 `--algo nft`: `NFTTrainer`, ODE rollouts and DiffusionNFT on the images) from a random checkpoint written to a
@@ -28,7 +28,7 @@ __all__ = ["main"]
 
 
 def _checkpoint(root: Path, preset: str, layers: int) -> Path:
-    from irg_rl.bench.random_model import random_model
+    from experiments.bench.random_model import random_model
     from irg_rl.inference.components import random_vae, shapes_texts
     from irg_rl.models.checkpoint import save_checkpoint
     from irg_rl.models.configs import bagel_7b_mot, tiny
@@ -123,7 +123,7 @@ def main(argv: list[str]) -> None:
             "log": {"wandb_mode": "disabled", "progress_bar": False},
         }  # fmt: skip
         if gpu:
-            d["rewards"] = {"image": [{"name": "irg_rl.bench.brightness_reward:MeanBrightnessReward"}]}
+            d["rewards"] = {"image": [{"name": "experiments.bench.brightness_reward:MeanBrightnessReward"}]}
             if args.engine == "ray":
                 d["rollout"].update(gpus_per_worker=0.5 / args.workers, colocate=True)
         if args.lora:

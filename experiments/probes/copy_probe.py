@@ -1,4 +1,4 @@
-"""Does image_2's flow use image_1's VAE block? A ShapesWorld SFT diagnostic (scripts/copy_probe.py).
+"""Does image_2's flow use image_1's VAE block? A ShapesWorld SFT diagnostic (`python -m experiments.copy_probe`).
 
 For rows of the `improving_full_learning` mode, image_2's flow-matching loss (MSE on its noised latent tokens) is
 computed twice with the same noise and timestep: with image_1's clean VAE block in the context and without it (its

@@ -1,6 +1,6 @@
 """Time and profile KV-cached decoding and denoising of the rollout bench's tiny model on the CPU.
 
-`python scripts/profile_decode.py [--batch 16] [--context 96] [--tokens 256] [--steps 20] [--threads 2]
+`python -m experiments.profile_decode [--batch 16] [--context 96] [--tokens 256] [--steps 20] [--threads 2]
 [--repeats 3] [--profile]`: prefills `--context` tokens per sample (ragged rows), then decodes `--tokens` tokens
 one at a time and runs `--steps` `predict_velocity` calls against the resulting cache. Prints per-call wall and
 process CPU time (best of `--repeats` fresh runs; CPU time is less disturbed by other jobs on a shared machine)
@@ -16,7 +16,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from irg_rl.bench.rollout import _build
+from experiments.bench.rollout import _build
 from irg_rl.inference.context import latent_grid
 
 

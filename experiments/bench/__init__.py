@@ -1,0 +1,3 @@
+"""Benchmarks run by `experiments/bench <name>`; each module exposes `main(argv: list[str]) -> None`."""
+
+BENCHMARKS = ("rollout", "sft", "rl", "rewards", "codec", "copy")

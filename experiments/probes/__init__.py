@@ -1,0 +1,1 @@
+"""Diagnostics of trained ShapesWorld checkpoints (copy probe, layout kept)."""
