@@ -12,30 +12,17 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
 from PIL import Image
 
 from irg_rl.data.jsonl import read_jsonl_objects
 from rewards.contract import RewardBatch, RewardOutput
 from rewards.registry import available_rewards, build_reward
-from rewards.spec import RewardSpec
+from rewards.spec import RewardSpec, parse_args_kv
 
-__all__ = ["IMAGE_SUFFIXES", "load_folder", "parse_args_kv", "format_table", "write_shapes_folder", "main"]
+__all__ = ["IMAGE_SUFFIXES", "load_folder", "format_table", "write_shapes_folder", "main"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def parse_args_kv(items: list[str]) -> dict[str, Any]:
-    """['mode=strict', 'world={image_size: 64}'] -> {'mode': 'strict', 'world': {'image_size': 64}} (YAML values)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--arg '{item}': expected key=value (value parsed as YAML)")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _read_metadata(path: Path) -> list[dict]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RewardSpec", "SERVE_MODES"]
+import yaml
+
+__all__ = ["RewardSpec", "SERVE_MODES", "parse_args_kv"]
 
 SERVE_MODES = ("local", "ray", "http")
 
@@ -80,3 +82,14 @@ class RewardSpec:
             data["args"] = dict(data.get("args") or {})
             return RewardSpec(**data)
         raise TypeError(f"{where}: expected a RewardSpec, dict or name, got {type(spec).__name__}")
+
+
+def parse_args_kv(items: list[str]) -> dict[str, Any]:
+    """['mode=strict', 'world={image_size: 64}'] -> {'mode': 'strict', 'world': {'image_size': 64}} (YAML values)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--arg '{item}': expected key=value (value parsed as YAML)")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

@@ -4,7 +4,7 @@ python scripts/make_self_reflection_data.py --out data/self_reflection model=run
     [num_prompts=2000 keep_share=0.5 seed=0 sampling.turn1.temperature=0.7 ...] [--config RECIPE.yaml]
 
 Samples think_1 + image_1 on training prompts, labels each image_1 with the exact scorer, balances keep and
-revise rows, and writes the three improving_* modes (see irg_rl/data/shapes_self_builder.py).
+revise rows, and writes the three improving_* modes (see irg_rl/tasks/shapes/self_builder.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import sys
 
 from irg_rl.config import ConfigError, load_config
-from irg_rl.data.shapes_self_builder import SelfReflectionDataConfig, build_self_reflection_data
+from irg_rl.tasks.shapes.self_builder import SelfReflectionDataConfig, build_self_reflection_data
 
 
 def main(argv: list[str] | None = None) -> None:

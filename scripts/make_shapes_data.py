@@ -11,7 +11,7 @@ import json
 import sys
 
 from irg_rl.config import ConfigError, load_config
-from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
+from irg_rl.tasks.shapes.data_builder import ShapesDataConfig, build_shapes_data
 
 
 def main(argv: list[str] | None = None) -> None:

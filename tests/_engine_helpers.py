@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from irg_rl.inference.components import shapes_texts
 from irg_rl.inference.engine_config import IRGSamplingConfig, TurnConfig
 from irg_rl.models import BagelModel
 from irg_rl.models.configs import tiny
 from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
 from irg_rl.tasks.shapes import ShapesWorldConfig
 from irg_rl.tasks.shapes.grid_codec import GridCodec
+from irg_rl.tasks.shapes.task import shapes_texts
 
 SYSTEM = "Plan inside <think> </think> before each image; after an image, reflect and improve it."
 PROMPTS = ["a photo of a red circle", "a photo of two blue squares"]
@@ -21,7 +21,9 @@ _TOK = None
 def tokenizer():
     global _TOK
     if _TOK is None:
-        _TOK = train_tokenizer(shapes_texts(ShapesWorldConfig(), [SYSTEM], num=60), vocab_size=400)
+        _TOK = train_tokenizer(
+            shapes_texts(ShapesWorldConfig(), num=60) + [t for t in [SYSTEM] if t], vocab_size=400
+        )
     return _TOK
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from irg_rl.config import load_config
-from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
+from irg_rl.tasks.shapes.data_builder import ShapesDataConfig, build_shapes_data
 from irg_rl.train.sft_config import SFTRecipe
 
 # a 2-layer, width-32 version of the tiny preset (ShapesWorld grid codec, 32 px images)

@@ -97,7 +97,7 @@ def test_eval_geneval_file_with_detector(tmp_path):
             str(f),
             "--out",
             str(out),
-            "reward.args.detector=irg_rl.eval.shapes_detector:ShapesWorldDetector",
+            "reward.args.detector=irg_rl.tasks.shapes.detector:ShapesWorldDetector",
             "eval.images_per_prompt=2",
             *TINY,
         ]

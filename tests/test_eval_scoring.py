@@ -81,7 +81,7 @@ def test_shapes_and_geneval_with_shapes_detector_agree_on_rendered_images():
     # GenEval's rules exactly (extras allowed) so both scorers judge the same clauses
     shapes, _ = build_eval_reward("shapes", {"args": {"world": {"forbid_extra_objects": False}}})
     geneval, _ = build_eval_reward(
-        "geneval", {"args": {"detector": "irg_rl.eval.shapes_detector:ShapesWorldDetector"}}
+        "geneval", {"args": {"detector": "irg_rl.tasks.shapes.detector:ShapesWorldDetector"}}
     )
     for reward in (shapes, geneval):
         right = score_images(reward, prompts, good)

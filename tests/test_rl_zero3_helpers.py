@@ -8,10 +8,11 @@ import torch
 from _engine_helpers import components
 from peft.tuners.lora import LoraLayer
 
+from irg_rl.distributed.weight_export import merged_state_dict
+from irg_rl.distributed.zero3 import index_chunks, is_partitioned, max_across, padded_schedule
 from irg_rl.rollout.weight_sync import changing_keys, export_weights
-from irg_rl.train.freeze import apply_lora, merged_state_dict
+from irg_rl.train.freeze import apply_lora
 from irg_rl.train.sft_config import LoraSection
-from irg_rl.train.zero3 import index_chunks, is_partitioned, max_across, padded_schedule
 
 torch.set_num_threads(1)
 

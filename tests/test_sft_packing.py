@@ -6,11 +6,11 @@ import torch
 
 from irg_rl.data import modes as M
 from irg_rl.data.format import Turn, image_part, text_part
-from irg_rl.data.shapes_builder import make_example, mode_conversations
 from irg_rl.models.configs import tiny
 from irg_rl.models.packing import build_attention_mask
 from irg_rl.models.tokenizer import train_tokenizer
 from irg_rl.tasks.shapes import ShapesWorldConfig, generate_prompts
+from irg_rl.tasks.shapes.data_builder import make_example, mode_conversations
 from irg_rl.tasks.shapes.grid_codec import GridCodec
 from irg_rl.train.conversation_packing import (
     PackingOptions,

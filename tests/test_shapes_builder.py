@@ -7,8 +7,8 @@ import pytest
 
 from irg_rl.data.format import iter_conversations, validate_dataset
 from irg_rl.data.modes import MODES
-from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
 from irg_rl.tasks.shapes import ShapesWorldConfig, reflection_has_structure, score_image, split_of
+from irg_rl.tasks.shapes.data_builder import ShapesDataConfig, build_shapes_data
 
 
 def test_builder_writes_six_modes(tmp_path):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from irg_rl.data.format import iter_conversations, validate_dataset
-from irg_rl.data.shapes_self_builder import (
+from irg_rl.inference.verdict import parse_verdict
+from irg_rl.tasks.shapes import ShapesWorldConfig, corrupt, layout_scene, render_scene
+from irg_rl.tasks.shapes.self_builder import (
     IMPROVING_MODES,
     SelfReflectionDataConfig,
     balance,
@@ -16,8 +18,6 @@ from irg_rl.data.shapes_self_builder import (
     label_example,
     write_rows,
 )
-from irg_rl.inference.verdict import parse_verdict
-from irg_rl.tasks.shapes import ShapesWorldConfig, corrupt, layout_scene, render_scene
 from irg_rl.tasks.shapes.text import KEEP_VERDICT, REVISE_VERDICT
 
 WORLD = ShapesWorldConfig()

@@ -8,10 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from irg_rl.inference.verdict import parse_verdict, verdict_confusion
+from irg_rl.inference.verdict import parse_verdict, verdict_agreement, verdict_confusion
 from irg_rl.tasks.shapes.text import KEEP_SENTENCES, KEEP_VERDICT, REVISE_SENTENCES, REVISE_VERDICT
 from rewards import RewardBatch, build_reward
-from rewards.builtins.reflection import verdict_agreement
 
 KEEP, REVISE = KEEP_VERDICT.pattern, REVISE_VERDICT.pattern
 

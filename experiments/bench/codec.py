@@ -160,9 +160,9 @@ def _eval_setup(args, world):
             *args.eval_set,
         ],
     )
-    recipe.world = world
+    recipe.task.options = dataclasses.asdict(world)
     recipe.validate()
-    prompts = load_prompt_set("shapes", None, args.eval_prompts, world=dataclasses.asdict(world))
+    prompts = load_prompt_set("shapes", None, args.eval_prompts, **dataclasses.asdict(world))
     spec = resolve_reward_spec("shapes", recipe.reward)
     spec.args.setdefault("world", dataclasses.asdict(world))
     reward, spec = build_eval_reward("shapes", spec)
@@ -225,10 +225,10 @@ def _log(msg: str) -> None:
 
 def run(args) -> dict:
     from irg_rl.config import load_config
-    from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
     from irg_rl.models.configs import tiny as tiny_preset
     from irg_rl.models.vae.tiny_ae import train_tiny_ae
     from irg_rl.tasks.shapes import ShapesWorldConfig
+    from irg_rl.tasks.shapes.data_builder import ShapesDataConfig, build_shapes_data
     from irg_rl.tasks.shapes.grid_codec import GridCodec
 
     torch.set_num_threads(args.threads)

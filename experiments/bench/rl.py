@@ -17,6 +17,7 @@ The reward is `mean_brightness` (a random model fails every task reward, so no g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import tempfile
@@ -29,21 +30,22 @@ __all__ = ["main"]
 
 def _checkpoint(root: Path, preset: str, layers: int) -> Path:
     from experiments.bench.random_model import random_model
-    from irg_rl.inference.components import random_vae, shapes_texts
+    from irg_rl.inference.components import random_vae
     from irg_rl.models.checkpoint import save_checkpoint
     from irg_rl.models.configs import bagel_7b_mot, tiny
     from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
     from irg_rl.tasks.shapes import ShapesWorldConfig
+    from irg_rl.tasks.shapes.task import shapes_texts
 
     world = ShapesWorldConfig()
-    tok = train_tokenizer(shapes_texts(world, []), vocab_size=1024)
+    tok = train_tokenizer(shapes_texts(world), vocab_size=1024)
     if preset == "tiny":
         cfg, device, dtype = tiny(vocab_size=len(tok)), torch.device("cpu"), torch.float32
     else:
         cfg, device, dtype = bagel_7b_mot(), torch.device("cuda"), torch.bfloat16
         cfg.llm.num_hidden_layers = layers
     model = random_model(cfg, special_token_ids(tok), device, dtype)
-    vae = random_vae(cfg, world, device, dtype)
+    vae = random_vae(cfg, dataclasses.asdict(world), device, dtype)
     path = save_checkpoint(model, root / "ckpt", tokenizer=tok, vae=vae)
     del model, vae
     if device.type == "cuda":

@@ -10,6 +10,7 @@ random bf16 weights directly on the GPU (N decoder layers; the full model has 28
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import resource
@@ -18,13 +19,14 @@ import torch
 
 from experiments.bench.flops import PEAK_BF16_FLOPS, trajectory_flops
 from experiments.bench.random_model import random_model
-from irg_rl.inference.components import random_vae, shapes_texts
+from irg_rl.inference.components import random_vae
 from irg_rl.inference.engine import IRGEngine
 from irg_rl.inference.engine_config import IRGSamplingConfig, tiny_sampling
 from irg_rl.inference.research_baseline import research_generate
 from irg_rl.models.configs import PRESETS
 from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
 from irg_rl.tasks.shapes import ShapesWorldConfig, generate_prompts
+from irg_rl.tasks.shapes.task import shapes_texts
 
 __all__ = ["main"]
 
@@ -32,14 +34,14 @@ __all__ = ["main"]
 def _build(args, device: torch.device):
     world = ShapesWorldConfig()
     sampling = tiny_sampling() if args.preset == "tiny" else IRGSamplingConfig()
-    tok = train_tokenizer(shapes_texts(world, [sampling.system_prompt]), vocab_size=1024)
+    tok = train_tokenizer(shapes_texts(world) + [t for t in [sampling.system_prompt] if t], vocab_size=1024)
     cfg = PRESETS[args.preset]()
     cfg.llm.vocab_size = max(cfg.llm.vocab_size, len(tok))
     if args.layers:
         cfg.llm.num_hidden_layers = args.layers
     dtype = torch.bfloat16 if args.preset != "tiny" else torch.float32
     model = random_model(cfg, special_token_ids(tok), device, dtype)
-    vae = random_vae(cfg, world, device, dtype)
+    vae = random_vae(cfg, dataclasses.asdict(world), device, dtype)
     sampling.resolution = args.resolution or sampling.resolution
     sampling.steps = args.steps or sampling.steps
     for turn in (sampling.turn1, sampling.turn2):

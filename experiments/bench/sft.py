@@ -34,7 +34,7 @@ def _cpu(args) -> dict:
 
 def _cpu_run(args, attention: str) -> dict:
     from irg_rl.config import load_config
-    from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
+    from irg_rl.tasks.shapes.data_builder import ShapesDataConfig, build_shapes_data
     from irg_rl.train.sft import SFTTrainer
     from irg_rl.train.sft_config import SFTRecipe
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from experiments.demo.stages import Stage, run_stages, stage_summary
 from irg_rl.config import load_config
-from irg_rl.data.shapes_builder import ShapesDataConfig, build_shapes_data
+from irg_rl.tasks.shapes.data_builder import ShapesDataConfig, build_shapes_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPES = REPO_ROOT / "recipes" / "shapes"

@@ -8,6 +8,6 @@
 Submodules are imported lazily so that importing one loader does not pull in the engine.
 """
 
-from irg_rl.eval.prompt_sets import PROMPT_SETS, EvalPrompt, PromptSetError, load_prompt_set
+from irg_rl.eval.prompt_sets import EvalPrompt, PromptSetError, load_prompt_set, prompt_set_names
 
-__all__ = ["PROMPT_SETS", "EvalPrompt", "PromptSetError", "load_prompt_set"]
+__all__ = ["EvalPrompt", "PromptSetError", "load_prompt_set", "prompt_set_names"]

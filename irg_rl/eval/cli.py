@@ -7,7 +7,7 @@ import sys
 
 from irg_rl.config import ConfigError, load_config, to_yaml
 from irg_rl.eval.eval_config import EvalRecipe
-from irg_rl.eval.prompt_sets import PROMPT_SETS, PromptSetError
+from irg_rl.eval.prompt_sets import PromptSetError, prompt_set_names
 
 __all__ = ["main"]
 
@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> dict | None:
         description="Generate multi-turn outputs (no-think, think = turn 1, IRG = turn 2) and score every turn."
     )
     ap.add_argument("--config", default=None, help="EvalRecipe YAML (default: the embedded tiny setting)")
-    ap.add_argument("--prompts", default=None, choices=PROMPT_SETS, help="prompt set (overrides prompts.set)")
+    ap.add_argument(
+        "--prompts", default=None, choices=prompt_set_names(), help="prompt set (overrides prompts.set)"
+    )
     ap.add_argument(
         "--prompts-file", default=None, help="the benchmark's prompt file or folder (prompts.file)"
     )

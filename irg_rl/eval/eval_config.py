@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from irg_rl.config import ConfigError
+from irg_rl.data.task_plugin import TaskSection
 from irg_rl.eval.metrics import TURNS
-from irg_rl.eval.prompt_sets import PROMPT_SETS
+from irg_rl.eval.prompt_sets import prompt_set_names
 from irg_rl.inference.engine_config import EngineConfig, IRGSamplingConfig, tiny_sampling
 from irg_rl.models.configs import ModelRecipe
-from irg_rl.tasks.shapes import ShapesWorldConfig
 from rewards.spec import RewardSpec
 
 __all__ = ["PromptsConfig", "EvalSettings", "EvalRecipe"]
@@ -20,9 +20,9 @@ __all__ = ["PromptsConfig", "EvalSettings", "EvalRecipe"]
 class PromptsConfig:
     """Which prompts to evaluate."""
 
-    # prompt set: shapes | geneval | wise | tiif | genai | oneig | dpg
+    # prompt set: a task plug-in's held-out split (shapes) | geneval | wise | tiif | genai | oneig | dpg
     set: str = "shapes"
-    # the benchmark's prompt file or folder (null for shapes = the generated held-out split)
+    # the benchmark's prompt file or folder (null for a task = its generated held-out split)
     file: str | None = None
     # evaluate only the first N prompts (null = all)
     limit: int | None = None
@@ -71,8 +71,9 @@ class EvalRecipe:
     model: ModelRecipe = field(default_factory=ModelRecipe)
     # IRG sampling settings (the no-think baseline uses the same with rounds=1, think=false)
     sampling: IRGSamplingConfig = field(default_factory=tiny_sampling)
-    # ShapesWorld (prompts of the shapes set, tokenizer and codec of a random preset)
-    world: ShapesWorldConfig = field(default_factory=ShapesWorldConfig)
+    # the task plug-in: its options apply to its own prompt set (prompts.set = task.name), to the default args of
+    # the rewards that score it, and to the tokenizer and VAE of a random preset
+    task: TaskSection = field(default_factory=TaskSection)
     # seed of a random initialisation
     init_seed: int = 0
     # which prompts
@@ -83,12 +84,14 @@ class EvalRecipe:
     eval: EvalSettings = field(default_factory=EvalSettings)
 
     def validate(self) -> None:
-        if self.prompts.set not in PROMPT_SETS:
-            raise ConfigError(f"prompts.set must be one of {list(PROMPT_SETS)}, got {self.prompts.set!r}")
+        if self.prompts.set not in prompt_set_names():
+            raise ConfigError(
+                f"prompts.set must be one of {list(prompt_set_names())}, got {self.prompts.set!r}"
+            )
         self.sampling.validate("sampling")
         self.eval.validate()
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
-            model=self.model, sampling=self.sampling, world=self.world, init_seed=self.init_seed
+            model=self.model, sampling=self.sampling, task=self.task, init_seed=self.init_seed
         )

@@ -29,11 +29,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from irg_rl.data.geneval_metadata import check_metadata
 from irg_rl.data.jsonl import read_jsonl_objects
-from irg_rl.eval.prompt_sets import EvalPrompt, PromptSetError
+from irg_rl.data.task_plugin import build_task
+from irg_rl.eval.prompt import EvalPrompt, PromptSetError
 
 __all__ = [
-    "load_shapes",
+    "load_task",
     "load_geneval",
     "load_wise",
     "load_tiif",
@@ -93,11 +95,10 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
         ]
 
 
-# ---- ShapesWorld and GenEval ----------------------------------------------------------------------------
+# ---- task plug-ins (ShapesWorld) and GenEval ----------------------------------------------------------------------------
 
 
 def _geneval_prompt(obj: dict, where: str, index: int) -> EvalPrompt:
-    from rewards.builtins.geneval.rules import check_metadata
 
     prompt = _need(obj, "prompt", where)
     _need(obj, "include", where, list)
@@ -108,24 +109,20 @@ def _geneval_prompt(obj: dict, where: str, index: int) -> EvalPrompt:
     return EvalPrompt(id=f"{index:05d}", prompt=prompt, metadata=dict(obj), category=str(obj.get("tag", "")))
 
 
-def load_shapes(
-    path: Path | None = None, world: dict | None = None, num: int | None = None
+def load_task(
+    name: str, path: Path | None = None, num: int | None = None, **options: Any
 ) -> list[EvalPrompt]:
-    """ShapesWorld held-out prompts: every prompt of the split (or `num` of them, round robin over tags), or
-    the GenEval-schema JSONL at `path`, checked against the world (`world`: ShapesWorldConfig fields)."""
-    from irg_rl.tasks.shapes import ShapesWorldConfig, enumerate_prompts, generate_prompts, validate_meta
-
-    cfg = ShapesWorldConfig(**(world or {}))
+    """Held-out prompts of task plug-in `name` built with `options` (ShapesWorld: its world fields): every prompt
+    of the split (or `num` of them), or the GenEval-schema JSONL at `path`, each row checked against the task."""
+    task = build_task(name, options, where=f"prompt set '{name}'")
     if path is None:
-        metas = (
-            enumerate_prompts(cfg, "heldout") if num is None else generate_prompts(cfg, num, split="heldout")
-        )
-        return [_geneval_prompt(m, f"shapes held-out prompt {i}", i) for i, m in enumerate(metas)]
+        metas = task.heldout_prompts(num)
+        return [_geneval_prompt(m, f"{name} held-out prompt {i}", i) for i, m in enumerate(metas)]
     out = []
     for i, (n, obj) in enumerate(read_jsonl(path)):
         where = f"{path}:{n}"
         try:
-            validate_meta(obj, cfg, where=where)
+            task.check_prompt(obj, where=where)
         except ValueError as e:
             raise PromptSetError(str(e)) from e
         out.append(_geneval_prompt(obj, where, i))

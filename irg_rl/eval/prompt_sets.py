@@ -1,40 +1,24 @@
 """Evaluation prompts: one `EvalPrompt` type for every benchmark, and a registry of prompt-set loaders.
 
 Each benchmark's published prompt file is read from a path the user supplies (the project ships none of the
-licence-restricted files); ShapesWorld needs no file (its held-out split is generated). Loaders live in
-`irg_rl.eval.loaders`; `load_prompt_set(name, path, ...)` is the one entry point.
+licence-restricted files); a task plug-in (ShapesWorld) needs no file: its held-out split is generated. Loaders live in
+`irg_rl.eval.loaders`, the prompt type in `irg_rl.eval.prompt`; `load_prompt_set(name, path, ...)` is the one entry point.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EvalPrompt", "PromptSetError", "PROMPT_SETS", "load_prompt_set", "prompt_set_names"]
+from irg_rl.data.task_plugin import task_names
+from irg_rl.eval import loaders as L
+from irg_rl.eval.prompt import EvalPrompt, PromptSetError
 
-
-class PromptSetError(ValueError):
-    """A prompt file could not be read; the message names the file, the row/key and how to fix it."""
-
-
-@dataclass
-class EvalPrompt:
-    """One evaluation prompt, whatever benchmark it came from."""
-
-    # stable id inside its set (used as the output folder name; filesystem-safe)
-    id: str
-    # the text given to the model
-    prompt: str
-    # what the scorer needs (GenEval include/exclude, judge questions, expected answers, dependencies, ...)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    # category for per-category breakdowns (GenEval tag, WISE subcategory, TIIF type, ...)
-    category: str = ""
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "prompt": self.prompt, "category": self.category, "metadata": self.metadata}
+__all__ = ["EvalPrompt", "PromptSetError", "BENCHMARK_SETS", "load_prompt_set", "prompt_set_names"]
 
 
 @dataclass(frozen=True)
@@ -50,10 +34,14 @@ class PromptSetInfo:
 
 
 def _registry() -> dict[str, PromptSetInfo]:
-    from irg_rl.eval import loaders as L
-
+    tasks = {
+        name: PromptSetInfo(
+            functools.partial(L.load_task, name), False, "optional JSONL of its prompts (GenEval schema)"
+        )
+        for name in task_names()
+    }
     return {
-        "shapes": PromptSetInfo(L.load_shapes, False, "optional prompts_heldout.jsonl (GenEval schema)"),
+        **tasks,
         "geneval": PromptSetInfo(L.load_geneval, True, "GenEval prompts/evaluation_metadata.jsonl"),
         "wise": PromptSetInfo(L.load_wise, True, "a WISE data/*.json file or the folder holding them"),
         "tiif": PromptSetInfo(
@@ -65,12 +53,13 @@ def _registry() -> dict[str, PromptSetInfo]:
     }
 
 
-# names of the registered prompt sets (kept in sync with _registry; used by configs for validation)
-PROMPT_SETS = ("shapes", "geneval", "wise", "tiif", "genai", "oneig", "dpg")
+# the benchmark prompt sets read from published files (kept in sync with _registry)
+BENCHMARK_SETS = ("geneval", "wise", "tiif", "genai", "oneig", "dpg")
 
 
 def prompt_set_names() -> tuple[str, ...]:
-    return PROMPT_SETS
+    """Every prompt set: the installed task plug-ins (held-out splits; "shapes"), then the benchmarks."""
+    return (*task_names(), *BENCHMARK_SETS)
 
 
 def load_prompt_set(

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from irg_rl.data.task_plugin import build_task
 from irg_rl.eval.metrics import TURN_TITLES, TURNS, per_category, summarize
 from irg_rl.eval.prompt_sets import EvalPrompt, load_prompt_set
 from irg_rl.eval.report import Curve, SampleView, Table, markdown_table, write_html_report
@@ -386,12 +387,14 @@ def run_eval(recipe, out_dir: str | Path | None = None, log: Callable[[str], Non
     if recipe.eval.num_threads > 0:
         torch.set_num_threads(recipe.eval.num_threads)
     opts = dict(recipe.prompts.options)
-    if recipe.prompts.set == "shapes":
-        opts.setdefault("world", dataclasses.asdict(recipe.world))
+    if (
+        recipe.prompts.set == recipe.task.name
+    ):  # the task's own held-out prompts, in the recipe's task options
+        opts = {**recipe.task.options, **opts}
     prompts = load_prompt_set(recipe.prompts.set, recipe.prompts.file, recipe.prompts.limit, **opts)
     spec = resolve_reward_spec(recipe.prompts.set, recipe.reward)
-    if spec.name == "shapes" and "world" not in spec.args:
-        spec.args["world"] = dataclasses.asdict(recipe.world)  # score in the recipe's world
+    # a reward that scores the task's images judges in the recipe's task (e.g. its world); spec args win
+    spec.args = {**build_task(recipe.task, where="task").reward_args(spec.name), **spec.args}
     reward, spec = build_eval_reward(recipe.prompts.set, spec)
     parts = build_components(recipe.engine_config(), recipe.eval.device)
     log(

@@ -1,8 +1,9 @@
 """Model, tokenizer and VAE for the engine from an `EngineConfig`: a checkpoint directory, or a random preset.
 
-A random preset gets a byte-level BPE tokenizer trained offline (milliseconds) on ShapesWorld prompts, plans and
-reflection headings plus the system prompt, and the ShapesWorld grid codec (tiny) or a randomly initialised
-FLUX autoencoder (bagel-7b-mot dims, benchmarks only). Such a model is untrained: its images and thinks are noise.
+A random preset gets a byte-level BPE tokenizer trained offline (milliseconds) on its task's texts (the task
+plug-in's `tokenizer_texts`: ShapesWorld prompts, plans and reflection headings) plus the system prompt, and a
+fresh VAE of its kind (the ShapesWorld grid codec for tiny) or a randomly initialised FLUX autoencoder
+(bagel-7b-mot dims, benchmarks only). Such a model is untrained: its images and thinks are noise.
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
+from irg_rl.data.task_plugin import build_task
 from irg_rl.models.checkpoint import build_model, load_checkpoint
 from irg_rl.models.configs import BagelConfig
 from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
+from irg_rl.models.vae import vae_class
 
 from .engine_config import EngineConfig
 
-__all__ = ["EngineComponents", "shapes_texts", "random_vae", "build_components", "resolve_system_prompt"]
+__all__ = ["EngineComponents", "random_vae", "build_components", "resolve_system_prompt"]
 
 
 @dataclass
@@ -34,35 +36,14 @@ class EngineComponents:
     origin: str
 
 
-def shapes_texts(world, extra: list[str], num: int = 300, seed: int = 0) -> list[str]:
-    """Texts to train a tokenizer for ShapesWorld: prompts, plans, reflection headings, and `extra`."""
-    from irg_rl.tasks.shapes import HEADINGS, generate_prompts, write_think1
-
-    metas = generate_prompts(world, num, seed=seed)
-    rng = np.random.default_rng(seed)
-    texts = [m["prompt"] for m in metas] + [write_think1(m, rng) for m in metas[: num // 2]]
-    return texts + list(HEADINGS) + [t for t in extra if t]
-
-
-def random_vae(cfg: BagelConfig, world, device: str | torch.device = "cpu", dtype=torch.float32):
-    """A fresh VAE of the config's kind: the exact grid codec, or a random FLUX AE (for speed measurements)."""
-    if cfg.vae_kind == "grid":
-        from irg_rl.tasks.shapes.grid_codec import GridCodec
-
-        vae = GridCodec(world, dim=cfg.vae_latent_channels)
-        if vae.downsample != cfg.vae_downsample:
-            raise ValueError(
-                f"grid codec downsample {vae.downsample} != model vae_downsample {cfg.vae_downsample}: "
-                f"set world.image_size / world.grid_size = {cfg.vae_downsample}"
-            )
-        return vae.to(device)
+def random_vae(cfg: BagelConfig, task_options: dict, device: str | torch.device = "cpu", dtype=torch.float32):
+    """A fresh VAE of the config's kind: a random FLUX AE (for speed measurements), or the kind's own `fresh`
+    (the ShapesWorld grid codec, exact, in the world of `task_options`)."""
     if cfg.vae_kind == "flux":
         from irg_rl.models.vae.flux_ae import FluxAutoencoder
 
         return FluxAutoencoder().to(device=device, dtype=dtype).eval()
-    raise NotImplementedError(
-        f"no random '{cfg.vae_kind}' VAE for the engine: use a checkpoint with ae.safetensors or vae_kind grid"
-    )
+    return vae_class(cfg.vae_kind, "model: ").fresh(cfg, options=task_options).to(device)
 
 
 def build_components(ec: EngineConfig, device: str | torch.device = "cpu") -> EngineComponents:
@@ -78,12 +59,11 @@ def build_components(ec: EngineConfig, device: str | torch.device = "cpu") -> En
             )
         return EngineComponents(ck.model.eval(), ck.tokenizer, ck.vae, ec.model.source)
     cfg = ec.model.build_config()
-    tok = train_tokenizer(
-        shapes_texts(ec.world, [ec.sampling.system_prompt]), vocab_size=min(cfg.llm.vocab_size, 2048)
-    )
+    texts = build_task(ec.task).tokenizer_texts() + [t for t in [ec.sampling.system_prompt] if t]
+    tok = train_tokenizer(texts, vocab_size=min(cfg.llm.vocab_size, 2048))
     cfg.llm.vocab_size = max(cfg.llm.vocab_size, len(tok))
     model = build_model(cfg, special_token_ids(tok), dtype=dtype, device=device, seed=ec.init_seed).eval()
-    vae = random_vae(cfg, ec.world, device, dtype)
+    vae = random_vae(cfg, ec.task.options, device, dtype)
     return EngineComponents(model, tok, vae, f"random init of preset '{ec.model.source}' (untrained)")
 
 

@@ -1,7 +1,7 @@
 """Typed settings of the IRG engine: per-turn guidance and thinking, the image sampler, the SDE window.
 
 `IRGSamplingConfig` is the `sampling:` section of a recipe (every field documented above it); `EngineConfig` is
-the recipe of `scripts/generate.py` and the rollout bench (model + sampling + ShapesWorld). Defaults follow the
+the recipe of `scripts/generate.py` and the rollout bench (model + sampling + task). Defaults follow the
 official IRG evaluation settings: temperature 0.3, text CFG 4.0, image CFG 2.0, global
 renorm with CFG on t in (0.4, 1] for turn 1, per-token ("text_channel") renorm with CFG everywhere for turn 2,
 timestep shift 3.0. Steps: BAGEL's `num_timesteps=50` is a 50-point grid, i.e. 49 Euler steps.
@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 from irg_rl.config import ConfigError
+from irg_rl.data.task_plugin import TaskSection
 from irg_rl.models.configs import ModelRecipe
-from irg_rl.tasks.shapes import ShapesWorldConfig
 
 from .verdict import ON_KEEP, compile_pattern
 
@@ -221,14 +221,14 @@ def tiny_sampling() -> IRGSamplingConfig:
 
 @dataclass
 class EngineConfig:
-    """Recipe of `scripts/generate.py` and the rollout bench: which model, how to sample, which world."""
+    """Recipe of `scripts/generate.py` and the rollout bench: which model, how to sample, which task."""
 
     # the model: a preset (random init) or a BAGEL-layout checkpoint directory
     model: ModelRecipe = field(default_factory=ModelRecipe)
     # sampling settings (defaults: the embedded tiny setting)
     sampling: IRGSamplingConfig = field(default_factory=tiny_sampling)
-    # ShapesWorld (tokenizer texts and grid codec of a randomly initialised preset)
-    world: ShapesWorldConfig = field(default_factory=ShapesWorldConfig)
+    # the task plug-in (tokenizer texts and fresh VAE of a randomly initialised preset)
+    task: TaskSection = field(default_factory=TaskSection)
     # seed of a random initialisation
     init_seed: int = 0
 

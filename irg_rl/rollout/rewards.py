@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 
 from irg_rl.inference.trajectory import TrajectoryBatch
+from irg_rl.inference.verdict import verdict_agreement
 from rewards import CompositeReward, Reward, RewardBatch, RewardError, RewardOutput, RewardSpec, build_reward
-from rewards.builtins.reflection import ReflectionFormatReward, verdict_agreement
 
 __all__ = ["RewardsConfig", "TrajectoryRewards", "RewardScorer", "reflection_scores", "reward_batch"]
 
@@ -169,7 +169,10 @@ class RewardScorer:
             components=build(list(cfg.image), "rewards.image"), zscore=cfg.zscore, renormalize=cfg.renormalize
         )
         self.metrics = build(list(cfg.metrics), "rewards.metrics")
-        self.format = _Named("reflection_format", ReflectionFormatReward(**dict(cfg.format_args)))
+        self.format = _Named(
+            "reflection_format",
+            build_reward(RewardSpec(name="reflection_format", args=dict(cfg.format_args))),
+        )
         self._pool = ThreadPoolExecutor(max_workers=max(1, cfg.threads), thread_name_prefix="reward")
 
     def score(self, batch: TrajectoryBatch) -> TrajectoryRewards:

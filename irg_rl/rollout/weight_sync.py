@@ -32,6 +32,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from irg_rl.distributed.weight_export import merged_state_dict
 from irg_rl.rollout.collective import (
     BACKENDS,
     GroupInfo,
@@ -42,7 +43,6 @@ from irg_rl.rollout.collective import (
     require_cuda,
 )
 from irg_rl.rollout.config import WEIGHT_SYNCS, RolloutConfig
-from irg_rl.train.freeze import merged_state_dict
 
 __all__ = [
     "changing_keys",

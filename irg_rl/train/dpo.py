@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from irg_rl.distributed.zero3 import index_chunks, padded_schedule
 from irg_rl.inference.rescoring import rescore
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.rewards import TrajectoryRewards
@@ -26,7 +27,6 @@ from irg_rl.train.rl_batch import sequence_logps
 from irg_rl.train.rl_loop import RLLoop
 from irg_rl.train.rl_outputs import load_rollout
 from irg_rl.train.rl_recipe import DPORecipe
-from irg_rl.train.zero3 import index_chunks, padded_schedule
 
 __all__ = ["DPOTrainer", "ranking_rewards", "train", "main"]
 

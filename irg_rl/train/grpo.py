@@ -17,6 +17,7 @@ import json
 import logging
 
 from irg_rl.config import ConfigError
+from irg_rl.distributed.zero3 import index_chunks, padded_schedule
 from irg_rl.inference.engine_config import IRGSamplingConfig
 from irg_rl.inference.rescoring import rescore
 from irg_rl.inference.sde import sliding_window_start
@@ -27,7 +28,6 @@ from irg_rl.train.policy_loss import grpo_loss
 from irg_rl.train.rl_batch import flow_terms, ratio_deviation, text_terms
 from irg_rl.train.rl_loop import RLLoop
 from irg_rl.train.rl_recipe import GRPORecipe
-from irg_rl.train.zero3 import index_chunks, padded_schedule
 
 __all__ = ["GRPOTrainer", "train", "main"]
 

@@ -8,14 +8,14 @@ train with the optimiser / freeze (LoRA) sections shared with SFT. `validate()` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from irg_rl.config import ConfigError
+from irg_rl.data.task_plugin import BALANCES as PROMPT_BALANCES
 from irg_rl.inference.engine_config import IRGSamplingConfig, tiny_sampling
 from irg_rl.models.configs import ModelRecipe
 from irg_rl.rollout.config import RolloutConfig
 from irg_rl.rollout.rewards import RewardsConfig
-from irg_rl.tasks.shapes import ShapesWorldConfig
-from irg_rl.tasks.shapes.prompts import BALANCES as PROMPT_BALANCES
 from irg_rl.train.rl_config import CreditConfig, DPOConfig, GRPOConfig, NFTConfig
 from irg_rl.train.sft_config import PRECISIONS, FreezeSection, LogSection, OptimSection
 from irg_rl.train.train_section import BaseTrainSection
@@ -42,16 +42,17 @@ def _rl_optim() -> OptimSection:
 class PromptSection:
     """Where training prompts come from."""
 
-    # "shapes" = ShapesWorld train split (generated), or a JSONL file with one {"prompt": ..., ...metadata} per line
+    # a task plug-in's train split (generated; the project ships "shapes" = ShapesWorld), or a JSONL file with one
+    # {"prompt": ..., ...metadata} per line
     source: str = "shapes"
-    # ShapesWorld: distinct training prompts drawn from the train split
+    # task: distinct training prompts drawn from the train split
     num_train: int = 2000
-    # ShapesWorld world (must match the one the SFT data was built with)
-    world: ShapesWorldConfig = field(default_factory=ShapesWorldConfig)
+    # task: the plug-in's options (ShapesWorld: world fields; must match the world the SFT data was built with)
+    options: dict[str, Any] = field(default_factory=dict)
     # prompts per rollout step on each process (each sampled G times)
     per_step: int = 8
-    # ShapesWorld: "tag" = tags take turns (each tag 1/6 of the prompts); "prompt" = every train prompt equally
-    # likely, so tags weigh as in the held-out evaluation (where colour-attribute prompts are 14 of 25)
+    # task: "tag" = tags take turns (ShapesWorld: each tag 1/6 of the prompts); "prompt" = every train prompt
+    # equally likely, so tags weigh as in the held-out evaluation
     balance: str = "tag"
 
 

@@ -4,7 +4,7 @@ prompts, weight sync and atomic checkpoints (through `irg_rl.train.checkpointing
 Re-scoring goes through the accelerate-wrapped module (`PolicyForward`) so DDP / DeepSpeed see the forward and
 reduce gradients; `RescoreView` gives `irg_rl.inference.rescore` the model interface it expects on top of it.
 
-DeepSpeed ZeRO-3 (full fine-tuning and LoRA; `irg_rl.train.zero3`): parameters are partitions, so
+DeepSpeed ZeRO-3 (full fine-tuning and LoRA; `irg_rl.distributed.zero3`): parameters are partitions, so
 - weight export (`sync_weights`) and the checkpoint's model/ gather them chunk by chunk, collectively on every
   rank; every rank keeps the CPU copy for its own rollout backend, only rank 0 for the checkpoint;
 - the forwards gather collectively: the trainers pad their micro-batches to the same count on every rank
@@ -30,6 +30,9 @@ from torch import nn
 
 from irg_rl.config import to_yaml
 from irg_rl.data.jsonl import read_jsonl_objects
+from irg_rl.data.task_plugin import build_task, task_names
+from irg_rl.distributed.weight_export import merged_state_dict
+from irg_rl.distributed.zero3 import max_across, sharded_reference, zero_stage
 from irg_rl.models import BagelModel, PackedOutput
 from irg_rl.models.checkpoint import load_checkpoint, save_state_checkpoint
 from irg_rl.rollout import SampleRequest, WorkerSpec, make_rollout
@@ -37,10 +40,9 @@ from irg_rl.rollout.config import worker_placement
 from irg_rl.rollout.weight_sync import changing_keys, export_weights
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.checkpointing import resolve_model_dir
-from irg_rl.train.freeze import apply_freeze, apply_lora, merged_state_dict, trainable_summary
+from irg_rl.train.freeze import apply_freeze, apply_lora, trainable_summary
 from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
 from irg_rl.train.resume import check_recipe_change, rescale_lr
-from irg_rl.train.zero3 import max_across, sharded_reference, zero_stage
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +94,18 @@ def _read_jsonl(path: str) -> list[dict]:
 
 
 def load_prompts(section, seed: int) -> list[dict]:
-    """Training prompts as metadata dicts with a 'prompt' key (ShapesWorld train split or a JSONL file)."""
-    if section.source == "shapes":
-        from irg_rl.tasks.shapes import generate_prompts
-
-        return generate_prompts(
-            section.world, section.num_train, seed=seed, split="train", balance=section.balance
-        )
+    """Training prompts as metadata dicts with a 'prompt' key: a task plug-in's train split, or a JSONL file."""
+    if section.source in task_names():
+        task = build_task(section.source, section.options, where="prompts")
+        return task.train_prompts(section.num_train, seed=seed, balance=section.balance)
     return _read_jsonl(section.source)
 
 
 def heldout_prompts(recipe) -> list[dict]:
-    """Held-out evaluation prompts (ShapesWorld heldout split, or `eval.file`); [] when there are none."""
-    if recipe.prompts.source == "shapes":
-        from irg_rl.tasks.shapes import generate_prompts
-
-        return generate_prompts(
-            recipe.prompts.world, recipe.eval.num_prompts, seed=recipe.eval.seed, split="heldout"
-        )
+    """Held-out evaluation prompts (the task's held-out split, or `eval.file`); [] when there are none."""
+    if recipe.prompts.source in task_names():
+        task = build_task(recipe.prompts.source, recipe.prompts.options, where="prompts")
+        return task.heldout_prompts(recipe.eval.num_prompts, seed=recipe.eval.seed)
     return _read_jsonl(recipe.eval.file)[: recipe.eval.num_prompts] if recipe.eval.file else []
 
 

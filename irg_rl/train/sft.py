@@ -20,12 +20,13 @@ from torch import nn
 
 from irg_rl.config import to_container, to_yaml
 from irg_rl.data.modes import MODES
+from irg_rl.distributed.weight_export import merged_state_dict
 from irg_rl.models.checkpoint import save_state_checkpoint
 from irg_rl.models.packing import PackedSequence
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.conversation_packing import MicroBatch, PackingOptions, build_micro_batch
 from irg_rl.train.ema import EMA
-from irg_rl.train.freeze import apply_freeze, apply_lora, merged_state_dict, trainable_summary
+from irg_rl.train.freeze import apply_freeze, apply_lora, trainable_summary
 from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
 from irg_rl.train.losses import ce_per_token, mse_per_token, normalised_loss
 from irg_rl.train.resume import check_recipe_change, rescale_lr

@@ -3,7 +3,8 @@
 Weights come from, in order of precedence: `init.from_checkpoint` (stage 2: a stage-1 checkpoint, its EMA or raw
 weights), `model.source` when it is a checkpoint directory, or a random initialisation of the preset. A preset
 needs a tokenizer and a VAE: the tokenizer is trained on the dataset's texts (milliseconds, deterministic) and the
-grid codec is built for the ShapesWorld described by `<data.root>/world.yaml` (defaults if absent).
+VAE is its kind's `fresh(cfg, data_root=...)` (the ShapesWorld grid codec reads the world of
+`<data.root>/world.yaml`, defaults if absent; kinds with pretrained weights need a checkpoint).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from irg_rl.config import load_config
 from irg_rl.data.format import iter_conversations
 from irg_rl.models.checkpoint import MODEL_FILE, build_model, load_checkpoint
 from irg_rl.models.configs import BagelConfig
@@ -29,6 +29,7 @@ from irg_rl.models.image_resize import VAE_TRAIN, VIT_TRAIN, resize_official
 from irg_rl.models.packing import SpecialTokenIds
 from irg_rl.models.patchify import patchify
 from irg_rl.models.tokenizer import special_token_ids, train_tokenizer
+from irg_rl.models.vae import vae_class
 from irg_rl.train.checkpointing import resolve_model_dir
 from irg_rl.train.sft_config import OptimSection, SFTRecipe
 
@@ -128,23 +129,9 @@ def _dataset_texts(root: str, limit: int = 4000) -> list[str]:
 
 
 def _fresh_vae(cfg: BagelConfig, data_root: str):
-    if cfg.vae_kind == "grid":
-        from irg_rl.tasks.shapes import ShapesWorldConfig
-        from irg_rl.tasks.shapes.grid_codec import GridCodec
-
-        world_file = Path(data_root) / "world.yaml"  # written by the ShapesWorld data builder
-        world = load_config(ShapesWorldConfig, world_file) if world_file.is_file() else None
-        vae = GridCodec(world, dim=cfg.vae_latent_channels)
-        if vae.downsample != cfg.vae_downsample:
-            raise ValueError(
-                f"grid codec downsample {vae.downsample} != model vae_downsample {cfg.vae_downsample}; "
-                f"the model preset and the ShapesWorld image/grid size disagree"
-            )
-        return vae
-    raise NotImplementedError(
-        f"a fresh '{cfg.vae_kind}' VAE cannot be built inside SFT; start from a checkpoint directory that holds "
-        f"ae.safetensors (model.source=PATH) or use vae_kind=grid"
-    )
+    """A new VAE of the preset's kind, described by the data folder where its kind needs it (the grid codec reads
+    the ShapesWorld builder's `world.yaml`)."""
+    return vae_class(cfg.vae_kind, "model: ").fresh(cfg, data_root=data_root)
 
 
 def build_components(recipe: SFTRecipe, resume: Path | None = None) -> Components:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from irg_rl.inference.verdict import verdict_agreement
 from rewards.contract import Reward, RewardBatch, RewardOutput, nan_output
 from rewards.spec import RewardSpec
 
@@ -159,33 +160,6 @@ class NoRegressionReward(Reward):
             for a, b, c in zip(r1, r2, correct, strict=True)
         ]
         return RewardOutput(scores=scores, details=details)
-
-
-def verdict_agreement(
-    verdicts: list[str | None], r1: torch.Tensor, threshold: float, wrong_weight: float = 1.0
-) -> torch.Tensor:
-    """Self-verification score `[B]`: 1 where think_2's verdict agrees with the image_1 reward, else 0; an
-    agreement on a wrong image_1 (a revise that catches a mistake) scores `wrong_weight` instead of 1.
-
-    Agreement: "keep" with r1 >= threshold, or "revise" with r1 < threshold. "none" (no clear verdict) scores 0
-    whatever image_1 is: a reflection is asked to state a verdict. A verdict of None (not read) or a NaN r1 gives
-    NaN (not applicable). r1: `[B]` image_1 rewards.
-    """
-    if len(verdicts) != r1.numel():
-        raise ValueError(f"verdict_agreement: {len(verdicts)} verdicts for {r1.numel()} image_1 rewards")
-    bad = [v for v in verdicts if v not in (None, "keep", "revise", "none")]
-    if bad:
-        raise ValueError(
-            f"verdict_agreement: unknown verdict {bad[0]!r}; expected keep, revise, none or None"
-        )
-    out = torch.full((len(verdicts),), math.nan)
-    for i, (v, r) in enumerate(zip(verdicts, r1.tolist(), strict=True)):
-        if v is None or math.isnan(r):
-            continue
-        right = r >= threshold
-        agree = (v == "keep" and right) or (v == "revise" and not right)
-        out[i] = float(agree) * (1.0 if right else wrong_weight)
-    return out
 
 
 class VerdictReward(Reward):

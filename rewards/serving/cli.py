@@ -7,9 +7,9 @@ import argparse
 import logging
 import sys
 
-from rewards.folder import parse_args_kv
 from rewards.registry import build_reward
 from rewards.serving.http_server import make_server
+from rewards.spec import parse_args_kv
 
 __all__ = ["main"]
 

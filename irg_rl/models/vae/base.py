@@ -55,6 +55,16 @@ class LatentCodec(torch.nn.Module):
         """Write `ae.safetensors`."""
         raise NotImplementedError
 
+    @classmethod
+    def fresh(cls, cfg, options: dict | None = None, data_root: str | Path | None = None) -> LatentCodec:
+        """A new codec for a model config `cfg` (BagelConfig) before any checkpoint exists: what a random preset
+        or an SFT run from scratch uses. `options` are the task's options (engine, evaluation); `data_root` is the
+        SFT data folder, for a codec described by its task's data. Kinds that cannot be built fresh say so."""
+        raise NotImplementedError(
+            f"a fresh '{cls.kind}' VAE cannot be built: start from a checkpoint directory that holds "
+            f"ae.safetensors (model.source=PATH)"
+        )
+
     def to_tokens(self, latents: torch.Tensor, p: int) -> torch.Tensor:
         """[B, C, h, w] -> [B, (h/p)*(w/p), p*p*C]."""
         return torch.stack([patchify(lat, p) for lat in latents])

@@ -90,6 +90,30 @@ class GridCodec(LatentCodec):
         save_file({"codes": self.codes.cpu().contiguous()}, str(file), metadata=meta)
 
     @classmethod
+    def fresh(cls, cfg, options: dict | None = None, data_root: str | Path | None = None) -> GridCodec:
+        """The codec for model config `cfg` in the world of `options` (ShapesWorld fields), else of
+        `<data_root>/world.yaml` (written by the ShapesWorld data builders), else the default world."""
+        from irg_rl.config import load_config
+        from irg_rl.tasks.shapes import ShapesWorldConfig
+        from irg_rl.tasks.shapes.task import world_from_options
+
+        world_file = Path(data_root) / "world.yaml" if data_root is not None else None
+        if options:
+            world = world_from_options(options)
+        elif world_file is not None and world_file.is_file():
+            world = load_config(ShapesWorldConfig, world_file)
+        else:
+            world = None
+        vae = cls(world, dim=cfg.vae_latent_channels)
+        if vae.downsample != cfg.vae_downsample:
+            raise ValueError(
+                f"grid codec downsample {vae.downsample} != model vae_downsample {cfg.vae_downsample}: the model "
+                f"preset and the ShapesWorld image/grid size disagree (set image_size / grid_size = "
+                f"{cfg.vae_downsample})"
+            )
+        return vae
+
+    @classmethod
     def load(cls, file: str | Path, device="cpu") -> GridCodec:
         from irg_rl.tasks.shapes import ShapesWorldConfig
 

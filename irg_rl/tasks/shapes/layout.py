@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from irg_rl.tasks.geneval_position import relative_position
+from irg_rl.data.geneval_metadata import relative_position
 from irg_rl.tasks.shapes.prompts import validate_meta
 from irg_rl.tasks.shapes.world import Scene, SceneObject, ShapesWorldConfig
 

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import random
 
+from irg_rl.data.task_plugin import BALANCES
 from irg_rl.tasks.shapes.world import RELATIONS, TAGS, ShapesWorldConfig, noun_phrase
 
 SPLITS = ("train", "heldout")
@@ -112,9 +113,6 @@ def enumerate_prompts(
         held = _heldout_texts(cfg, metas)
         out += [m for m in metas if (m["prompt"] in held) == (split == "heldout")]
     return out
-
-
-BALANCES = ("tag", "prompt")
 
 
 def generate_prompts(

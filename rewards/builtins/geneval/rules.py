@@ -20,11 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from irg_rl.tasks.geneval_position import relative_position
+from irg_rl.data.geneval_metadata import check_metadata, relative_position
 
 __all__ = ["Detection", "GenEvalRules", "relative_position", "evaluate", "check_metadata"]
-
-RELATIONS = ("left of", "right of", "above", "below")
 
 
 @dataclass
@@ -55,33 +53,6 @@ class GenEvalRules:
     position_margin: float = 0.1
     # at most this many detections per class are considered
     max_objects: int = 16
-
-
-def check_metadata(meta: dict, where: str = "metadata") -> None:
-    """Raise ValueError naming the clause and field when metadata does not follow GenEval's schema."""
-    include = meta.get("include")
-    if not isinstance(include, list) or not include:
-        raise ValueError(f"{where}: 'include' must be a non-empty list of clauses")
-    for key in ("include", "exclude"):
-        for i, c in enumerate(meta.get(key) or []):
-            w = f"{where}.{key}[{i}]"
-            if not isinstance(c, dict) or not isinstance(c.get("class"), str):
-                raise ValueError(f"{w}: each clause needs a 'class' string")
-            if not isinstance(c.get("count", 1), int) or c.get("count", 1) < 1:
-                raise ValueError(f"{w}.count: must be a positive integer, got {c.get('count')!r}")
-            pos = c.get("position")
-            if pos is not None:
-                if key == "exclude":
-                    raise ValueError(f"{w}.position: exclude clauses cannot have a position")
-                if not (isinstance(pos, list | tuple) and len(pos) == 2 and pos[0] in RELATIONS):
-                    raise ValueError(
-                        f"{w}.position: expected [relation, clause_index] with relation in {RELATIONS}"
-                    )
-                if not (isinstance(pos[1], int) and 0 <= pos[1] < i):
-                    raise ValueError(
-                        f"{w}.position: clause index {pos[1]!r} must name an earlier include clause (GenEval's "
-                        f"evaluator reads the matched objects of clauses before this one; reorder the clauses)"
-                    )
 
 
 def _candidates(dets: list[Detection], cls: str, thr: float, max_objects: int) -> list[Detection]:

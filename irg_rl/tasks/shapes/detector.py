@@ -2,7 +2,7 @@
 
 Lets the `geneval` reward (GenEval's rules over a pluggable detector) score GenEval-format prompt files written
 over the ShapesWorld vocabulary, with no model download:
-`reward: {name: geneval, args: {detector: irg_rl.eval.shapes_detector:ShapesWorldDetector}}`.
+`reward: {name: geneval, args: {detector: irg_rl.tasks.shapes.detector:ShapesWorldDetector}}`.
 Detections carry their colour (so no CLIP colour classifier is needed) and confidence 1.0.
 """
 

@@ -25,7 +25,7 @@ import numpy as np
 from irg_rl.config import to_yaml
 from irg_rl.data import modes as M
 from irg_rl.data.format import write_mode_shard
-from irg_rl.data.shapes_builder import ShapesExample, mode_conversations
+from irg_rl.data.task_plugin import TaskSection
 from irg_rl.inference.engine_config import IRGSamplingConfig, tiny_sampling
 from irg_rl.tasks.shapes import (
     ShapesWorldConfig,
@@ -35,6 +35,7 @@ from irg_rl.tasks.shapes import (
     score_image,
     write_reflection,
 )
+from irg_rl.tasks.shapes.data_builder import ShapesExample, mode_conversations
 from irg_rl.tasks.shapes.grid import image_to_cell_classes, scene_from_cell_classes
 
 IMPROVING_MODES = (M.IMPROVING_THINKING_UNDERSTANDING, M.IMPROVING_THINKING_GENERATION, M.IMPROVING_FULL)
@@ -143,7 +144,11 @@ def build_self_reflection_data(out: str | Path, cfg: SelfReflectionDataConfig, l
     world = cfg.world
     sampling = dataclasses.replace(cfg.sampling, rounds=1, think=True, seed=cfg.seed)
     parts = build_components(
-        EngineConfig(model=ModelRecipe(source=cfg.model), sampling=sampling, world=world)
+        EngineConfig(
+            model=ModelRecipe(source=cfg.model),
+            sampling=sampling,
+            task=TaskSection(options=dataclasses.asdict(world)),
+        )
     )
     engine = IRGEngine(parts.model, parts.tokenizer, parts.vae, sampling)
     metas = generate_prompts(world, cfg.num_prompts, seed=cfg.seed, split="train")
