@@ -62,6 +62,11 @@ def _check_keys(schema: type, data: Any, source: str, prefix: str = "") -> None:
     hints = _resolved_hints(schema)
     for key, value in data.items():
         dotted = f"{prefix}{key}"
+        moved = getattr(schema, "MOVED_KEYS", {})
+        if key in moved:
+            raise ConfigError(
+                f"{source}: '{dotted}' is no longer a key; set '{moved[key]}' instead (each setting has one home)"
+            )
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""

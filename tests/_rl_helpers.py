@@ -70,14 +70,12 @@ def grpo_recipe(ckpt: Path, out: Path, **over):
     base = {
         "grpo": {
             "group_size": 4,
-            "sde_window_size": 2,
-            "sde_window_start": 1,
             "inner_updates": 2,
             "flow_clip_low": 0.2,
             "flow_clip_high": 0.2,
         }
     }
-    d = recipe_dict(ckpt, out)
+    d = recipe_dict(ckpt, out, **{"sampling.sde_window_size": 2, "sampling.sde_window_start": 1})
     d.update(base)
     return config_from_dict(GRPORecipe, _apply(d, over))
 

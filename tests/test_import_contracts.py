@@ -7,9 +7,9 @@ registry paths), never imported by the framework. Every import counts, also thos
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 from importlinter import cli
 
 ROOT = Path(__file__).parent.parent

@@ -38,7 +38,7 @@ def test_shapes_grpo_recipe_keeps_its_credit_settings():
     r = load_config(GRPORecipe, str(RECIPES / "shapes" / "grpo.yaml"))
     assert (
         r.sampling.group_initial_noise
-        and r.grpo.sde_window_max_start == 4
+        and r.sampling.sde_window_max_start == 4
         and r.optim.lr == pytest.approx(1e-4)
     )
 

@@ -153,6 +153,6 @@ def test_configs_validate_and_name_the_field():
         config_from_dict(GRPOConfig, {"text_aggregation": "mean"})
     with pytest.raises(ConfigError, match="grpo.group_size"):
         config_from_dict(GRPOConfig, {"group_size": 1})
-    cfg = config_from_dict(GRPOConfig, {"sde_window_start": 1, "credit": {"mode": "shared"}})
-    assert cfg.sde_window_start == 1 and cfg.credit.mode == "shared"
+    cfg = config_from_dict(GRPOConfig, {"sde_window_schedule": "sliding", "credit": {"mode": "shared"}})
+    assert cfg.sde_window_schedule == "sliding" and cfg.credit.mode == "shared"
     assert config_from_dict(GRPOConfig, {}).flow_clip_high == 1e-4

@@ -77,7 +77,8 @@ def test_noise_images_marks_copies_times_and_rows(engine_batch):
 
 def _nft_recipe(ckpt, out, **over):
     base = recipe_dict(ckpt, out)
-    base["grpo"] = {"group_size": 4, "sde_window_size": 0, "inner_updates": 2}
+    base["grpo"] = {"group_size": 4, "inner_updates": 2}
+    base["sampling"]["sde_window_size"] = 0
     base["nft"] = {"timesteps_per_image": 2}
     return config_from_dict(NFTRecipe, _apply(base, over))
 
@@ -106,7 +107,7 @@ def test_nft_lora_step_changes_only_adapters_with_ratio_one(ckpt, tmp_path):
 
 
 def test_nft_recipe_refuses_an_sde_window(ckpt, tmp_path):
-    with pytest.raises(ConfigError, match="grpo.sde_window_size"):
-        _nft_recipe(ckpt, tmp_path, **{"grpo.sde_window_size": 2})
+    with pytest.raises(ConfigError, match="sampling.sde_window_size"):
+        _nft_recipe(ckpt, tmp_path, **{"sampling.sde_window_size": 2})
     with pytest.raises(ConfigError, match="nft.beta"):
         _nft_recipe(ckpt, tmp_path, **{"nft.beta": 0.0})

@@ -1,4 +1,5 @@
-"""A GRPO recipe has one home for its SDE and group settings (grpo.*): a conflicting sampling.* is refused."""
+"""One home per setting in RL recipes: the SDE keys live in sampling.*, the group size in the algorithm's section;
+a key that moved is refused naming its new home, and a conflicting sampling.samples_per_prompt is refused."""
 
 from __future__ import annotations
 
@@ -6,24 +7,43 @@ import pytest
 
 from irg_rl.config import ConfigError, config_from_dict
 from irg_rl.train.grpo import _sync_sampling
-from irg_rl.train.rl_recipe import GRPORecipe
+from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe
 
 
-def _recipe(**sampling) -> GRPORecipe:
-    return config_from_dict(GRPORecipe, {"train": {"output_dir": "unused"}, "sampling": sampling})
+def _recipe(schema=GRPORecipe, **sections) -> GRPORecipe:
+    return config_from_dict(schema, {"train": {"output_dir": "unused"}, **sections})
 
 
-def test_conflicting_sampling_noise_level_is_refused_naming_both():
-    with pytest.raises(ConfigError, match=r"sampling.noise_level=0.3 conflicts with grpo.noise_level=0.7"):
-        _sync_sampling(_recipe(noise_level=0.3))
+@pytest.mark.parametrize(
+    "key", ["noise_level", "sde_window_size", "sde_window_start", "sde_window_max_start"]
+)
+def test_a_moved_grpo_key_names_its_new_home(key):
+    with pytest.raises(ConfigError, match=rf"'grpo.{key}' is no longer a key; set 'sampling.{key}' instead"):
+        _recipe(grpo={key: 1})
 
 
-def test_defaults_and_agreeing_values_are_taken_from_grpo():
-    r = _recipe()
-    r.grpo.noise_level, r.grpo.group_size = 0.5, 4
+def test_the_sde_settings_are_read_from_sampling_only():
+    r = _recipe(sampling={"noise_level": 0.3, "sde_window_size": 3}, grpo={"group_size": 4})
     _sync_sampling(r)
-    assert r.sampling.noise_level == 0.5 and r.sampling.samples_per_prompt == 4
-    _sync_sampling(r)  # idempotent: the synced values agree with grpo.*
+    assert (r.sampling.noise_level, r.sampling.sde_window_size, r.sampling.samples_per_prompt) == (0.3, 3, 4)
+    assert not hasattr(r.grpo, "noise_level")
+
+
+def test_conflicting_samples_per_prompt_is_refused_naming_both():
+    with pytest.raises(ConfigError, match=r"sampling.samples_per_prompt=3 conflicts with grpo.group_size=8"):
+        _sync_sampling(_recipe(sampling={"samples_per_prompt": 3}))
+    r = _recipe(sampling={"samples_per_prompt": 8})
+    _sync_sampling(r)  # agreeing values pass, and syncing is idempotent
+    _sync_sampling(r)
+    assert r.sampling.samples_per_prompt == 8
+
+
+def test_dpo_takes_its_group_size_from_pairs():
+    from irg_rl.train.rl_recipe import sync_group_size
+
+    r = _recipe(DPORecipe, sampling={"samples_per_prompt": 3}, pairs={"group_size": 4})
+    with pytest.raises(ConfigError, match=r"conflicts with pairs.group_size=4"):
+        sync_group_size(r.sampling, r.pairs.group_size, "pairs.group_size")
 
 
 def test_sliding_window_start_by_hand():
@@ -46,9 +66,9 @@ def test_grpo_sliding_schedule_moves_the_trained_steps(tmp_path):
 
     torch.set_num_threads(1)
     over = {
-        "grpo.sde_window_start": None,
-        "grpo.sde_window_size": 1,
-        "grpo.sde_window_max_start": 2,
+        "sampling.sde_window_start": None,
+        "sampling.sde_window_size": 1,
+        "sampling.sde_window_max_start": 2,
         "grpo.sde_window_schedule": "sliding",
         "grpo.inner_updates": 1,
         "train.max_steps": 4,

@@ -33,7 +33,8 @@ def test_summarise_mean_range_gain_and_standard_error():
 def test_seed_study_runs_each_seed_and_reuses_finished_stages(tmp_path):
     ckpt = random_checkpoint(tmp_path)
     recipe = recipe_dict(ckpt, tmp_path / "unused")
-    recipe["grpo"] = {"group_size": 2, "sde_window_size": 1, "inner_updates": 1}
+    recipe["grpo"] = {"group_size": 2, "inner_updates": 1}
+    recipe["sampling"]["sde_window_size"] = 1
     (tmp_path / "grpo.yaml").write_text(yaml.safe_dump(recipe))
     prompts = [{"tag": "single_object", "include": [{"class": "circle", "count": 1}], "prompt": "a circle"}]
     (tmp_path / "heldout.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts * 2))

@@ -137,10 +137,12 @@ def main(argv: list[str]) -> None:
                 }
             }
         if args.algo == "grpo":
-            d["grpo"] = {"group_size": args.group, "inner_updates": 1, "sde_window_size": 2}
+            d["grpo"] = {"group_size": args.group, "inner_updates": 1}
+            sampling["sde_window_size"] = 2
             trainer = GRPOTrainer(config_from_dict(GRPORecipe, d))
         elif args.algo == "nft":
-            d["grpo"] = {"group_size": args.group, "inner_updates": 1, "sde_window_size": 0}
+            d["grpo"] = {"group_size": args.group, "inner_updates": 1}
+            sampling["sde_window_size"] = 0
             d["nft"] = {"timesteps_per_image": 2}
             trainer = NFTTrainer(config_from_dict(NFTRecipe, d))
         else:

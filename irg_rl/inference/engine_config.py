@@ -164,6 +164,10 @@ class IRGSamplingConfig:
                 f"{section}.sde_window_start={self.sde_window_start} does not fit a window of "
                 f"{self.sde_window_size} in {self.steps} steps; set it in [0, steps - sde_window_size] or null"
             )
+        if self.sde_window_max_start is not None and self.sde_window_max_start < 0:
+            raise ConfigError(
+                f"{section}.sde_window_max_start must be >= 0 or null, got {self.sde_window_max_start}"
+            )
         if self.noise_level < 0:
             raise ConfigError(f"{section}.noise_level must be >= 0, got {self.noise_level}")
         if any(k not in (1, 2) for k in self.sde_turns):

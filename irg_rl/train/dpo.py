@@ -26,7 +26,7 @@ from irg_rl.train.dpo_loss import DPOTerms, dpo_loss, ranked_pairs
 from irg_rl.train.rl_batch import sequence_logps
 from irg_rl.train.rl_loop import RLLoop
 from irg_rl.train.rl_outputs import load_rollout
-from irg_rl.train.rl_recipe import DPORecipe
+from irg_rl.train.rl_recipe import DPORecipe, sync_group_size
 
 __all__ = ["DPOTrainer", "ranking_rewards", "train", "main"]
 
@@ -46,7 +46,7 @@ class DPOTrainer(RLLoop):
 
     def __init__(self, recipe: DPORecipe):
         recipe.validate()
-        recipe.sampling.samples_per_prompt = recipe.pairs.group_size
+        sync_group_size(recipe.sampling, recipe.pairs.group_size, "pairs.group_size")
         super().__init__(recipe, recipe.pairs.group_size, needs_reference=True)
         self.offline_files: list[Path] = []
         if recipe.dpo.pair_mode == "offline":

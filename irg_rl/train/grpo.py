@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import logging
 
-from irg_rl.config import ConfigError
 from irg_rl.distributed.zero3 import index_chunks, padded_schedule
-from irg_rl.inference.engine_config import IRGSamplingConfig
 from irg_rl.inference.rescoring import rescore
 from irg_rl.inference.sde import sliding_window_start
 from irg_rl.inference.trajectory import TrajectoryBatch
@@ -27,38 +25,16 @@ from irg_rl.train.advantages import assign_credit
 from irg_rl.train.policy_loss import grpo_loss
 from irg_rl.train.rl_batch import flow_terms, ratio_deviation, text_terms
 from irg_rl.train.rl_loop import RLLoop
-from irg_rl.train.rl_recipe import GRPORecipe
+from irg_rl.train.rl_recipe import GRPORecipe, sync_group_size
 
 __all__ = ["GRPOTrainer", "train", "main"]
 
 log = logging.getLogger(__name__)
 
 
-# sampling.<key> that GRPO sets from grpo.<key> (the GRPO section is their one home in a GRPO recipe)
-_FROM_GRPO = {
-    "noise_level": "noise_level",
-    "sde_window_size": "sde_window_size",
-    "sde_window_start": "sde_window_start",
-    "sde_window_max_start": "sde_window_max_start",
-    "samples_per_prompt": "group_size",
-}
-
-
 def _sync_sampling(recipe: GRPORecipe) -> None:
-    """grpo.noise_level / sde_window_* / group_size are the source of truth for the engine's SDE settings and
-    samples per prompt; a sampling.* value set to something else is refused rather than silently replaced."""
-    s, g = recipe.sampling, recipe.grpo
-    default = IRGSamplingConfig()
-    for skey, gkey in _FROM_GRPO.items():
-        mine, theirs = getattr(s, skey), getattr(g, gkey)
-        if mine != theirs and mine != getattr(default, skey):
-            raise ConfigError(
-                f"sampling.{skey}={mine!r} conflicts with grpo.{gkey}={theirs!r}: a GRPO recipe takes this setting "
-                f"from grpo.{gkey}; set it there (and leave sampling.{skey} out)"
-            )
-    s.noise_level, s.sde_window_size = g.noise_level, g.sde_window_size
-    s.sde_window_start, s.sde_window_max_start = g.sde_window_start, g.sde_window_max_start
-    s.samples_per_prompt = g.group_size
+    """The engine samples grpo.group_size trajectories per prompt (sync_group_size)."""
+    sync_group_size(recipe.sampling, recipe.grpo.group_size, "grpo.group_size")
 
 
 class GRPOTrainer(RLLoop):
@@ -136,7 +112,7 @@ class GRPOTrainer(RLLoop):
                 )
                 if text is None and flow is None:
                     raise ValueError(
-                        "grpo: nothing to train (no think tokens and no SDE steps); set grpo.sde_window_size > 0 "
+                        "grpo: nothing to train (no think tokens and no SDE steps); set sampling.sde_window_size > 0 "
                         "or sampling.think: true, and a positive text/flow loss weight"
                     )
                 if g.old_logprobs == "trainer":

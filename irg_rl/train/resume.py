@@ -15,6 +15,7 @@ run that died after its last checkpoint holds each step once after the resume.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -77,6 +78,18 @@ def recipe_changes(
     return [c for c in changed if _safe(c[0])], [c for c in changed if not _safe(c[0])]
 
 
+def _drop_moved_keys(saved: dict, recipe) -> dict:
+    """A checkpoint's recipe without keys that have since moved to another section (a schema's MOVED_KEYS): the
+    trainer synced their old twins before saving, so the new home in the saved recipe already holds the value."""
+    for f in dataclasses.fields(recipe):
+        moved = getattr(type(getattr(recipe, f.name)), "MOVED_KEYS", {})
+        section = saved.get(f.name)
+        if moved and isinstance(section, dict):
+            for key in moved:
+                section.pop(key, None)
+    return saved
+
+
 def check_recipe_change(checkpoint: Path, recipe, allow: bool, log=print) -> list[tuple[str, Any, Any]]:
     """Compare `recipe` with `checkpoint/recipe.yaml`; log safe changes, refuse the others unless `allow`.
 
@@ -85,7 +98,7 @@ def check_recipe_change(checkpoint: Path, recipe, allow: bool, log=print) -> lis
     if not path.is_file():
         log(f"resume: {path} is missing; the recipe cannot be compared with the checkpoint's")
         return []
-    saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+    saved = _drop_moved_keys(OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}, recipe)
     safe, other = recipe_changes(saved, to_container(recipe))
     if other and not allow:
         lines = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, old, new in other)

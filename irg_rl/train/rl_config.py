@@ -8,6 +8,7 @@ recipe is loaded through `irg_rl.config` and raises `ConfigError` naming the fie
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from irg_rl.config import ConfigError
 
@@ -118,6 +119,14 @@ class CreditConfig:
 class GRPOConfig:
     """Group-relative policy optimisation over text tokens and SDE flow steps."""
 
+    # keys that moved to their one home (the loader names the new key instead of "unknown key")
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        "noise_level": "sampling.noise_level",
+        "sde_window_size": "sampling.sde_window_size",
+        "sde_window_start": "sampling.sde_window_start",
+        "sde_window_max_start": "sampling.sde_window_max_start",
+    }
+
     # trajectories sampled per prompt (G); advantages are normalised within each group
     group_size: int = 8
     # epsilon added to the group std in (r - mean) / (std + eps)
@@ -154,17 +163,10 @@ class GRPOConfig:
     # e.g. fp32 on CPU); "trainer" = the trainer's own first-inner-step log-probs, detached (verl's recompute),
     # for bf16 rollout workers against an fp32-master trainer (measured on an H200: text |ratio - 1| up to 1.6e-2)
     old_logprobs: str = "rollout"
-    # SDE noise level a in std_t = a * sqrt(t / (1 - t)) (Flow-GRPO 0.7)
-    noise_level: float = 0.7
-    # consecutive stochastic (trained) denoising steps per image; >= num steps: all; 0: none (text-only GRPO)
-    sde_window_size: int = 2
-    # first stochastic step; None = drawn uniformly per rollout batch from [0, sde_window_max_start]
-    sde_window_start: int | None = None
-    # latest allowed random window start; None = steps - sde_window_size (same meaning as the engine's field)
-    sde_window_max_start: int | None = None
-    # how the window start moves when sde_window_start is None: "random" = drawn uniformly per step
-    # (Flow-GRPO-Fast); "sliding" = MixGRPO's sliding window, starting at step 0 of the denoising and moving
-    # sde_window_stride steps later every sde_window_shift_every RL steps, wrapping past sde_window_max_start
+    # how the SDE window (sampling.sde_window_size / _start / _max_start, with sampling.noise_level) moves when
+    # sampling.sde_window_start is null: "random" = drawn uniformly per step (Flow-GRPO-Fast); "sliding" =
+    # MixGRPO's sliding window, starting at step 0 of the denoising and moving sde_window_stride steps later every
+    # sde_window_shift_every RL steps, wrapping past sampling.sde_window_max_start
     sde_window_schedule: str = "random"
     # sliding schedule: RL steps between two moves of the window
     sde_window_shift_every: int = 1
@@ -222,27 +224,6 @@ class GRPOConfig:
             section,
             "old_logprobs",
             f"must be one of {OLD_LOGPROBS}, got {self.old_logprobs!r}",
-        )
-        _require(
-            self.noise_level > 0,
-            section,
-            "noise_level",
-            f"must be > 0 for SDE log-probs, got {self.noise_level}",
-        )
-        _require(
-            self.sde_window_size >= 0, section, "sde_window_size", f"must be >= 0, got {self.sde_window_size}"
-        )
-        _require(
-            self.sde_window_start is None or self.sde_window_start >= 0,
-            section,
-            "sde_window_start",
-            f"must be >= 0 or null (random), got {self.sde_window_start}",
-        )
-        _require(
-            self.sde_window_max_start is None or self.sde_window_max_start >= 0,
-            section,
-            "sde_window_max_start",
-            f"must be >= 0, got {self.sde_window_max_start}",
         )
         self.credit.validate(f"{section}.credit")
 

@@ -7,6 +7,7 @@ train with the optimiser / freeze (LoRA) sections shared with SFT. `validate()` 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +94,7 @@ class EvalSection:
 class _RLBase:
     # the model: a checkpoint directory (SFT run dir, training checkpoint or BAGEL layout) or a preset
     model: ModelRecipe = field(default_factory=ModelRecipe)
-    # engine settings used for rollouts (grpo noise_level / sde_window_size override their sampling twins)
+    # engine settings used for rollouts (SDE noise and window included; samples_per_prompt = the group size)
     sampling: IRGSamplingConfig = field(default_factory=tiny_sampling)
     # rollout backend and placement
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -162,12 +163,17 @@ class _RLBase:
 class GRPORecipe(_RLBase):
     """GRPO over full think-image-reflect-image trajectories."""
 
-    # GRPO maths: group size, clip ranges, KL, credit assignment, inner updates, SDE window
+    # GRPO maths: group size, clip ranges, KL, credit assignment, inner updates, SDE window schedule
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
 
     def validate(self) -> None:
         self.grpo.validate("grpo")
         self._validate_common(self.grpo.group_size)
+        if self.sampling.sde_window_size > 0 and not self.sampling.noise_level > 0:
+            raise ConfigError(
+                f"sampling.noise_level must be > 0 for SDE log-probs (sde_window_size "
+                f"{self.sampling.sde_window_size}), got {self.sampling.noise_level}"
+            )
         self._validate_verdict(self.grpo.credit, "grpo.credit")
         b = self.sampling.round2_branches
         if self.grpo.group_size % b:
@@ -181,29 +187,43 @@ class GRPORecipe(_RLBase):
             )
 
 
-def _nft_grpo() -> GRPOConfig:
-    return GRPOConfig(sde_window_size=0)
+def sync_group_size(sampling: IRGSamplingConfig, group_size: int, key: str) -> None:
+    """The engine samples `group_size` trajectories per prompt: the algorithm's group size (`key`) is the one home
+    of `sampling.samples_per_prompt` in an RL recipe; a different value set there is refused, not replaced."""
+    mine = sampling.samples_per_prompt
+    if mine not in (group_size, IRGSamplingConfig.samples_per_prompt):
+        raise ConfigError(
+            f"sampling.samples_per_prompt={mine} conflicts with {key}={group_size}: an RL recipe samples {key} "
+            f"trajectories per prompt; set it there (and leave sampling.samples_per_prompt out)"
+        )
+    sampling.samples_per_prompt = group_size
+
+
+def _nft_sampling() -> IRGSamplingConfig:
+    return dataclasses.replace(tiny_sampling(), sde_window_size=0)
 
 
 @dataclass
 class NFTRecipe(GRPORecipe):
     """DiffusionNFT on the images, GRPO's clipped objective on the thinks, over the same trajectories.
 
-    Images are sampled with the deterministic solver (`grpo.sde_window_size: 0`, no SDE steps recorded): the
+    Images are sampled with the deterministic solver (`sampling.sde_window_size: 0`, no SDE steps recorded): the
     forward-process objective needs only the clean latents."""
 
-    # text objective, group size, credit and inner updates (the SDE and flow-clip keys are unused: window 0)
-    grpo: GRPOConfig = field(default_factory=_nft_grpo)
+    # engine settings used for rollouts: the ODE solver only (sde_window_size 0)
+    sampling: IRGSamplingConfig = field(default_factory=_nft_sampling)
+    # text objective, group size, credit and inner updates (the flow-clip and window-schedule keys are unused)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
     # the image objective
     nft: NFTConfig = field(default_factory=NFTConfig)
 
     def validate(self) -> None:
         super().validate()
         self.nft.validate("nft")
-        if self.grpo.sde_window_size != 0:
+        if self.sampling.sde_window_size != 0:
             raise ConfigError(
-                f"grpo.sde_window_size={self.grpo.sde_window_size}: DiffusionNFT samples images with the "
-                "deterministic solver and trains on their clean latents; set grpo.sde_window_size: 0"
+                f"sampling.sde_window_size={self.sampling.sde_window_size}: DiffusionNFT samples images with the "
+                "deterministic solver and trains on their clean latents; set sampling.sde_window_size: 0"
             )
         if self.grpo.text_loss_weight == 0 and self.nft.loss_weight == 0:
             raise ConfigError("grpo.text_loss_weight and nft.loss_weight are both 0: nothing to train")
