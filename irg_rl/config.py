@@ -29,6 +29,12 @@ __all__ = ["MISSING", "ConfigError", "load_config", "parse_cli", "to_yaml", "con
 BASE_KEY = "base"
 
 
+def require(cond: bool, section: str, key: str, msg: str) -> None:
+    """Raise ConfigError "<section>.<key>: <msg>" unless `cond` (what every schema's validate() uses)."""
+    if not cond:
+        raise ConfigError(f"{section}.{key}: {msg}")
+
+
 class ConfigError(ValueError):
     """A recipe could not be turned into a valid typed config; the message says where and how to fix it."""
 

@@ -4,7 +4,7 @@ accelerate launch --config_file recipes/accelerate/<cfg>.yaml scripts/dpo.py --c
 (or: python scripts/dpo.py --config ...)
 """
 
-from irg_rl.train.dpo import main
+from irg_rl.train.rl.dpo import main
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,7 @@ accelerate launch --config_file recipes/accelerate/<cfg>.yaml scripts/grpo.py --
 (or: python scripts/grpo.py --config ...)
 """
 
-from irg_rl.train.grpo import main
+from irg_rl.train.rl.grpo import main
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,7 @@ accelerate launch --config_file recipes/accelerate/<cfg>.yaml scripts/nft.py --c
 (or: python scripts/nft.py --config ...)
 """
 
-from irg_rl.train.nft import main
+from irg_rl.train.rl.nft import main
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,7 @@
 accelerate launch --config_file recipes/accelerate/<cfg>.yaml scripts/sft.py --config recipes/<...>.yaml [key=value ...]
 """
 
-from irg_rl.train.sft import main
+from irg_rl.train.sft.trainer import main
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,7 @@ have different numbers of forward/backward passes to run: ZeRO-3 hangs unless th
 
 import os
 
-from irg_rl.train import grpo
+from irg_rl.train.rl import grpo
 
 
 def _ragged_micro_batches(self, n: int) -> list[list[int]]:

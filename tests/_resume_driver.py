@@ -14,7 +14,7 @@ import torch
 from _rl_helpers import dpo_recipe, grpo_recipe
 
 from irg_rl.train import checkpointing
-from irg_rl.train.rl_setup import RLSetup
+from irg_rl.train.rl.setup import RLSetup
 
 
 def main() -> None:
@@ -51,11 +51,11 @@ def main() -> None:
 
             checkpointing.finalize = die_in_finalize
     if algo == "grpo":
-        from irg_rl.train.grpo import train
+        from irg_rl.train.rl.grpo import train
 
         recipe = grpo_recipe(ckpt, out, **over)
     else:
-        from irg_rl.train.dpo import train
+        from irg_rl.train.rl.dpo import train
 
         recipe = dpo_recipe(ckpt, out, **over)
     train(recipe)

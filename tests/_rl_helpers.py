@@ -65,7 +65,7 @@ def recipe_dict(ckpt: Path, out: Path, **over) -> dict:
 
 
 def grpo_recipe(ckpt: Path, out: Path, **over):
-    from irg_rl.train.rl_recipe import GRPORecipe
+    from irg_rl.train.rl.recipe import GRPORecipe
 
     base = {
         "grpo": {
@@ -81,7 +81,7 @@ def grpo_recipe(ckpt: Path, out: Path, **over):
 
 
 def dpo_recipe(ckpt: Path, out: Path, **over):
-    from irg_rl.train.rl_recipe import DPORecipe
+    from irg_rl.train.rl.recipe import DPORecipe
 
     d = recipe_dict(ckpt, out, **{"eval.num_prompts": 0})
     d.update({"pairs": {"group_size": 4}, "dpo": {"beta_text": 0.1, "beta_flow": 100.0}})

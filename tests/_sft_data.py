@@ -6,7 +6,7 @@ from pathlib import Path
 
 from irg_rl.config import load_config
 from irg_rl.tasks.shapes.data_builder import ShapesDataConfig, build_shapes_data
-from irg_rl.train.sft_config import SFTRecipe
+from irg_rl.train.sft.config import SFTRecipe
 
 # a 2-layer, width-32 version of the tiny preset (ShapesWorld grid codec, 32 px images)
 SMALL_MODEL = [

@@ -110,7 +110,7 @@ def test_required_marker_in_a_recipe_is_enforced(tmp_path):
 def test_override_into_a_list_entry():
     from pathlib import Path
 
-    from irg_rl.train.rl_recipe import GRPORecipe
+    from irg_rl.train.rl.recipe import GRPORecipe
 
     recipe = Path(__file__).parent.parent / "recipes" / "shapes" / "grpo.yaml"
     r = load_config(GRPORecipe, recipe, ["rewards.image.0.args.mode=strict", "rewards.image.0.weight=2"])
@@ -125,8 +125,8 @@ def test_override_into_a_list_entry():
 def test_help_lists_every_key_with_its_default_and_comment(capsys):
     from irg_rl.config import parse_cli, schema_help
     from irg_rl.eval.eval_config import EvalRecipe
-    from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe, NFTRecipe
-    from irg_rl.train.sft_config import SFTRecipe
+    from irg_rl.train.rl.recipe import DPORecipe, GRPORecipe, NFTRecipe
+    from irg_rl.train.sft.config import SFTRecipe
 
     for schema in (SFTRecipe, DPORecipe, EvalRecipe):  # every key of every recipe has its help
         assert all(text for _, _, text in schema_help(schema)), [

@@ -12,7 +12,7 @@ from _engine_helpers import PROMPTS, components, sampling
 from irg_rl.config import ConfigError
 from irg_rl.inference import IRGEngine, TrajectoryBatch, rescore
 from irg_rl.inference.engine_config import IRGSamplingConfig
-from irg_rl.train.rl_batch import ratio_deviation, sequence_logps
+from irg_rl.train.rl.batch import ratio_deviation, sequence_logps
 
 torch.set_num_threads(1)
 

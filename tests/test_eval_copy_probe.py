@@ -5,7 +5,7 @@ import torch
 from _sft_data import make_dataset, reset_accelerate, small_recipe
 
 from experiments.probes.copy_probe import probe
-from irg_rl.train.sft import train
+from irg_rl.train.sft.trainer import train
 
 
 def test_probe_measures_the_image_1_block(tmp_path):

@@ -13,7 +13,7 @@ from _rl_helpers import grpo_recipe, random_checkpoint, ray_local  # noqa: F401 
 from irg_rl.rollout import RolloutConfig, WorkerSpec
 from irg_rl.rollout.pool import RolloutPool
 from irg_rl.rollout.weight_sync import export_weights
-from irg_rl.train.grpo import GRPOTrainer
+from irg_rl.train.rl.grpo import GRPOTrainer
 
 pytestmark = [
     pytest.mark.gpu,

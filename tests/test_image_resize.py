@@ -48,7 +48,7 @@ def test_resize_keeps_an_image_of_the_right_size_and_resizes_others():
 def test_sft_encoder_resizes_for_the_vit_when_asked():
     from _engine_helpers import components
 
-    from irg_rl.train.sft_setup import ModelSampleEncoder
+    from irg_rl.train.sft.setup import ModelSampleEncoder
 
     model, tok, vae = components(seed=0)
     p = model.config.vit.patch_size
@@ -105,7 +105,7 @@ def test_official_sizes_fit_bagel_7b_position_tables(size):
     """At BAGEL-7B dims any image, odd-sized, huge or RGBA, packs within the latent (64) and ViT (70) tables."""
     from irg_rl.models.configs import bagel_7b_mot
     from irg_rl.models.tokenizer import train_tokenizer
-    from irg_rl.train.sft_setup import ModelSampleEncoder
+    from irg_rl.train.sft.setup import ModelSampleEncoder
 
     cfg = bagel_7b_mot()
     tok = train_tokenizer(["a photo of a cat"] * 4, vocab_size=300)

@@ -41,3 +41,12 @@ def test_plugins_are_forbidden_to_the_framework():
     assert set(forbidden["forbidden_modules"]) >= {"irg_rl.tasks", "rewards.builtins"}
     layers = next(c for c in _contracts() if c["type"] == "layers")["layers"]
     assert set(forbidden["source_modules"]) == set(layers)
+
+
+def test_every_shared_training_module_is_bound_by_the_sft_rl_split():
+    """A module added beside sft/ and rl/ is a shared helper and must be listed as one (it may import neither)."""
+    shared = next(c for c in _contracts() if c["name"].startswith("The shared training helpers"))
+    modules = {
+        f"irg_rl.train.{p.stem}" for p in (ROOT / "irg_rl" / "train").glob("*.py") if p.stem != "__init__"
+    }
+    assert modules == set(shared["source_modules"])

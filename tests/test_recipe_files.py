@@ -6,8 +6,8 @@ import pytest
 
 from irg_rl.config import load_config
 from irg_rl.eval.eval_config import EvalRecipe
-from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe, NFTRecipe
-from irg_rl.train.sft_config import SFTRecipe
+from irg_rl.train.rl.recipe import DPORecipe, GRPORecipe, NFTRecipe
+from irg_rl.train.sft.config import SFTRecipe
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 SCHEMAS = {

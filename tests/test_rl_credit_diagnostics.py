@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from irg_rl.train.advantages import assign_credit
-from irg_rl.train.credit_diagnostics import within_group_corr
-from irg_rl.train.rl_config import CreditConfig
+from irg_rl.train.rl.config import CreditConfig
+from irg_rl.train.rl.credit import assign_credit
+from irg_rl.train.rl.credit_diagnostics import within_group_corr
 
 
 def test_pooled_within_group_corr_by_hand():

@@ -6,8 +6,8 @@ import pytest
 import torch
 from _rl_helpers import dpo_recipe, grpo_recipe, random_checkpoint
 
-from irg_rl.train.dpo import DPOTrainer
-from irg_rl.train.grpo import GRPOTrainer
+from irg_rl.train.rl.dpo import DPOTrainer
+from irg_rl.train.rl.grpo import GRPOTrainer
 
 torch.set_num_threads(1)
 

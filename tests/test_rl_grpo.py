@@ -9,8 +9,8 @@ import pytest
 import torch
 from _rl_helpers import LORA, grpo_recipe, random_checkpoint
 
-from irg_rl.train.grpo import GRPOTrainer
-from irg_rl.train.rl_outputs import load_rollout
+from irg_rl.train.rl.grpo import GRPOTrainer
+from irg_rl.train.rl.outputs import load_rollout
 
 torch.set_num_threads(1)
 

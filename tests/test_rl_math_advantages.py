@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from irg_rl.config import ConfigError
-from irg_rl.train.advantages import assign_credit, combine_rewards, group_advantages
-from irg_rl.train.rl_config import CreditConfig
+from irg_rl.train.rl.advantages import combine_rewards, group_advantages
+from irg_rl.train.rl.config import CreditConfig
+from irg_rl.train.rl.credit import assign_credit
 
 REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 2.0, 2.0, 2.0], [0.0, 1.0, 2.0, 3.0]])
 

@@ -7,8 +7,9 @@ import torch
 
 from irg_rl.config import ConfigError, config_from_dict
 from irg_rl.inference.sde import gaussian_log_prob, sde_sample_step, sde_step_log_prob, sde_step_mean_std
-from irg_rl.train.dpo import ranking_rewards
-from irg_rl.train.dpo_loss import (
+from irg_rl.train.rl.config import CreditConfig, DPOConfig, GRPOConfig
+from irg_rl.train.rl.dpo import ranking_rewards
+from irg_rl.train.rl.dpo_loss import (
     DPOTerms,
     best_worst_pairs,
     dpo_loss,
@@ -17,8 +18,7 @@ from irg_rl.train.dpo_loss import (
     sequence_log_probs,
     sigmoid_dpo_loss,
 )
-from irg_rl.train.rl_config import CreditConfig, DPOConfig, GRPOConfig
-from irg_rl.train.rl_recipe import DPOSection
+from irg_rl.train.rl.recipe import DPOSection
 
 
 def _terms(pc, pr, rc, rr):

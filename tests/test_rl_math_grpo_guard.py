@@ -8,8 +8,8 @@ import torch
 from _rl_helpers import grpo_recipe, random_checkpoint
 
 from irg_rl.inference.sde import gaussian_log_prob
-from irg_rl.train.grpo import GRPOTrainer
-from irg_rl.train.policy_loss import PolicyTerms, guard_log_ratio, policy_loss
+from irg_rl.train.rl.grpo import GRPOTrainer
+from irg_rl.train.rl.policy_loss import PolicyTerms, guard_log_ratio, policy_loss
 
 
 def test_guard_log_ratio_by_hand():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from irg_rl.train.nft_loss import implicit_velocities, nft_image_loss, reward_probability, velocity_kl
+from irg_rl.train.rl.nft_loss import implicit_velocities, nft_image_loss, reward_probability, velocity_kl
 
 
 def test_reward_probability_clips_and_maps_linearly():

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from irg_rl.inference.sde import sde_sample_step, sde_step_log_prob
-from irg_rl.train.policy_loss import (
+from irg_rl.train.rl.config import GRPOConfig
+from irg_rl.train.rl.policy_loss import (
     PolicyTerms,
     aggregate,
     clipped_surrogate,
@@ -18,7 +19,6 @@ from irg_rl.train.policy_loss import (
     ratio_is_one,
     token_log_probs,
 )
-from irg_rl.train.rl_config import GRPOConfig
 
 RATIOS = np.array([[1.5, 0.9, 1.0], [0.7, 1.1, 1.3]])
 MASK = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from irg_rl.train.advantages import assign_credit
-from irg_rl.train.rl_config import CreditConfig
+from irg_rl.train.rl.config import CreditConfig
+from irg_rl.train.rl.credit import assign_credit
 
 S2 = math.sqrt(2.0)
 

@@ -13,9 +13,9 @@ from irg_rl.config import ConfigError, config_from_dict
 from irg_rl.inference import IRGEngine, rescore
 from irg_rl.inference.rescoring import NoisedLatents, rescore_noised
 from irg_rl.inference.sde import sde_step_mean_std, timestep_grid
-from irg_rl.train.nft import NFTTrainer, noise_images
-from irg_rl.train.rl_config import NFTConfig
-from irg_rl.train.rl_recipe import NFTRecipe
+from irg_rl.train.rl.config import NFTConfig
+from irg_rl.train.rl.nft import NFTTrainer, noise_images
+from irg_rl.train.rl.recipe import NFTRecipe
 
 torch.set_num_threads(1)
 

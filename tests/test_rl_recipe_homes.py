@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from irg_rl.config import ConfigError, config_from_dict
-from irg_rl.train.grpo import _sync_sampling
-from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe
+from irg_rl.train.rl.grpo import _sync_sampling
+from irg_rl.train.rl.recipe import DPORecipe, GRPORecipe
 
 
 def _recipe(schema=GRPORecipe, **sections) -> GRPORecipe:
@@ -39,7 +39,7 @@ def test_conflicting_samples_per_prompt_is_refused_naming_both():
 
 
 def test_dpo_takes_its_group_size_from_pairs():
-    from irg_rl.train.rl_recipe import sync_group_size
+    from irg_rl.train.rl.recipe import sync_group_size
 
     r = _recipe(DPORecipe, sampling={"samples_per_prompt": 3}, pairs={"group_size": 4})
     with pytest.raises(ConfigError, match=r"conflicts with pairs.group_size=4"):
@@ -61,8 +61,8 @@ def test_grpo_sliding_schedule_moves_the_trained_steps(tmp_path):
     import torch
     from _rl_helpers import grpo_recipe, random_checkpoint
 
-    from irg_rl.train.grpo import GRPOTrainer
-    from irg_rl.train.rl_outputs import load_rollout
+    from irg_rl.train.rl.grpo import GRPOTrainer
+    from irg_rl.train.rl.outputs import load_rollout
 
     torch.set_num_threads(1)
     over = {

@@ -15,7 +15,7 @@ import torch
 from _rl_helpers import grpo_recipe, random_checkpoint
 
 from irg_rl.config import ConfigError
-from irg_rl.train.grpo import GRPOTrainer
+from irg_rl.train.rl.grpo import GRPOTrainer
 
 torch.set_num_threads(1)
 TESTS = Path(__file__).parent

@@ -16,7 +16,7 @@ from irg_rl.rollout.local import LocalRollout
 from irg_rl.rollout.pool import RolloutPool
 from irg_rl.rollout.rewards import RewardsConfig, RewardScorer
 from irg_rl.rollout.weight_sync import export_weights
-from irg_rl.train.grpo import GRPOTrainer
+from irg_rl.train.rl.grpo import GRPOTrainer
 from rewards import RewardError, RewardSpec
 
 torch.set_num_threads(1)

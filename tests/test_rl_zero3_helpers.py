@@ -12,7 +12,7 @@ from irg_rl.distributed.weight_export import merged_state_dict
 from irg_rl.distributed.zero3 import index_chunks, is_partitioned, max_across, padded_schedule
 from irg_rl.rollout.weight_sync import changing_keys, export_weights
 from irg_rl.train.freeze import apply_lora
-from irg_rl.train.sft_config import LoraSection
+from irg_rl.train.sections import LoraSection
 
 torch.set_num_threads(1)
 

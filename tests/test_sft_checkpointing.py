@@ -6,9 +6,9 @@ from torch import nn
 
 from irg_rl.config import ConfigError, load_config
 from irg_rl.train import checkpointing as ck
-from irg_rl.train.ema import EMA
-from irg_rl.train.sft_config import SFTRecipe
-from irg_rl.train.sft_setup import lr_factor
+from irg_rl.train.optim import lr_factor
+from irg_rl.train.sft.config import SFTRecipe
+from irg_rl.train.sft.ema import EMA
 
 
 def _save(out, step):

@@ -24,9 +24,9 @@ from irg_rl.models.configs import tiny
 from irg_rl.models.tokenizer import train_tokenizer
 from irg_rl.tasks.shapes import ShapesWorldConfig
 from irg_rl.tasks.shapes.grid_codec import GridCodec
-from irg_rl.train.conversation_packing import PackingOptions, build_micro_batch, encode_conversation
-from irg_rl.train.sampler import MixedSampler
-from irg_rl.train.sft_setup import ModelSampleEncoder
+from irg_rl.train.sft.conversation_packing import PackingOptions, build_micro_batch, encode_conversation
+from irg_rl.train.sft.sampler import MixedSampler
+from irg_rl.train.sft.setup import ModelSampleEncoder
 
 CFG = tiny()
 OPTS = PackingOptions(vae_cond_dropout=0.0, timestep_shift=3.0, samples_per_micro_batch=2)

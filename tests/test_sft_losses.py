@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from irg_rl.train.losses import (
+from irg_rl.train.sft.losses import (
     ce_sum,
     mse_per_token,
     mse_sum,

@@ -12,14 +12,14 @@ from irg_rl.models.tokenizer import train_tokenizer
 from irg_rl.tasks.shapes import ShapesWorldConfig, generate_prompts
 from irg_rl.tasks.shapes.data_builder import make_example, mode_conversations
 from irg_rl.tasks.shapes.grid_codec import GridCodec
-from irg_rl.train.conversation_packing import (
+from irg_rl.train.sft.conversation_packing import (
     PackingOptions,
     append_sample,
     build_micro_batch,
     encode_conversation,
 )
-from irg_rl.train.sampler import MixedSampler
-from irg_rl.train.sft_setup import ModelSampleEncoder
+from irg_rl.train.sft.sampler import MixedSampler
+from irg_rl.train.sft.setup import ModelSampleEncoder
 
 WORLD = ShapesWorldConfig()
 CFG = tiny()
@@ -203,7 +203,7 @@ def test_image_cond_dropout_removes_both_condition_blocks_but_keeps_the_target(e
 def test_packing_options_come_from_the_data_section():
     import dataclasses
 
-    from irg_rl.train.sft_config import DataSection, PackingSection
+    from irg_rl.train.sft.config import DataSection, PackingSection
 
     values = {
         f.name: (7 if f.type == "int" else 0.25 if f.type == "float" else "sys")

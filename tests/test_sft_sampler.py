@@ -6,7 +6,7 @@ import pytest
 
 from irg_rl.data.format import DataFormatError, Turn, text_part, write_mode_shard
 from irg_rl.data.modes import IMPROVING_FULL, INITIAL_FULL, INITIAL_THINKING_GENERATION
-from irg_rl.train.sampler import MixedSampler, ModeStream
+from irg_rl.train.sft.sampler import MixedSampler, ModeStream
 
 
 def _conv(mode: str, i: int):

@@ -13,7 +13,7 @@ from irg_rl.data.format import DataFormatError
 from irg_rl.data.modes import IMPROVING_FULL, INITIAL_THINKING_GENERATION
 from irg_rl.models.checkpoint import load_model
 from irg_rl.train.freeze import param_group
-from irg_rl.train.sft import SFTTrainer, train
+from irg_rl.train.sft.trainer import SFTTrainer, train
 
 
 @pytest.fixture(scope="module")

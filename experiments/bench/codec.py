@@ -80,7 +80,7 @@ def codec_ceiling(codec, images: np.ndarray, metas: list[dict], world) -> dict:
 
 def _sft_recipe(args, data: Path, source: str, out: Path):
     from irg_rl.config import load_config
-    from irg_rl.train.sft_config import SFTRecipe
+    from irg_rl.train.sft.config import SFTRecipe
 
     overrides = [
         f"model.source={source}",
@@ -103,7 +103,7 @@ def _sft_recipe(args, data: Path, source: str, out: Path):
 def build_starts(args, data: Path, tiny_ae, root: Path) -> dict:
     """Two checkpoint directories `root/{grid,tiny}` that differ only in the VAE; checks the round trip."""
     from irg_rl.models.checkpoint import load_checkpoint, save_checkpoint
-    from irg_rl.train.sft_setup import build_components
+    from irg_rl.train.sft.setup import build_components
 
     comp = build_components(_sft_recipe(args, data, "tiny", root / "unused"))  # random init, seed, tokenizer
     if comp.vae.kind != "grid" or comp.config.vae_kind != "grid":
@@ -172,7 +172,7 @@ def _eval_setup(args, world):
 def run_sft(args, data: Path, start: str, ev, out: Path) -> dict:
     """Train from checkpoint `start`, evaluating the EMA weights at `args.eval_at` steps."""
     from irg_rl.eval.runner import evaluate
-    from irg_rl.train.sft import SFTTrainer
+    from irg_rl.train.sft.trainer import SFTTrainer
 
     trainer = SFTTrainer(_sft_recipe(args, data, start, out / "run"))
     comp, bagel = trainer.components, trainer.bagel

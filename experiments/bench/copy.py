@@ -21,7 +21,7 @@ import torch
 from irg_rl.models import BagelModel, PackedSequenceBuilder, SpecialTokenIds
 from irg_rl.models.configs import tiny
 from irg_rl.tasks.shapes.grid_codec import make_codes
-from irg_rl.train.losses import noise_latents, sample_timesteps
+from irg_rl.train.sft.losses import noise_latents, sample_timesteps
 
 SPECIAL = SpecialTokenIds(im_start=1, im_end=2, vision_start=3, vision_end=4)
 NUM_CODES = 13

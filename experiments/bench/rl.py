@@ -89,10 +89,10 @@ def main(argv: list[str]) -> None:
         raise SystemExit("--preset bagel-7b-mot needs a GPU (random bf16 weights are built on it)")
     torch.set_num_threads(args.threads)
     from irg_rl.config import config_from_dict
-    from irg_rl.train.dpo import DPOTrainer
-    from irg_rl.train.grpo import GRPOTrainer
-    from irg_rl.train.nft import NFTTrainer
-    from irg_rl.train.rl_recipe import DPORecipe, GRPORecipe, NFTRecipe
+    from irg_rl.train.rl.dpo import DPOTrainer
+    from irg_rl.train.rl.grpo import GRPOTrainer
+    from irg_rl.train.rl.nft import NFTTrainer
+    from irg_rl.train.rl.recipe import DPORecipe, GRPORecipe, NFTRecipe
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.ckpt_dir) if args.ckpt_dir else Path(tmp)

@@ -35,8 +35,8 @@ def _cpu(args) -> dict:
 def _cpu_run(args, attention: str) -> dict:
     from irg_rl.config import load_config
     from irg_rl.tasks.shapes.data_builder import ShapesDataConfig, build_shapes_data
-    from irg_rl.train.sft import SFTTrainer
-    from irg_rl.train.sft_config import SFTRecipe
+    from irg_rl.train.sft.config import SFTRecipe
+    from irg_rl.train.sft.trainer import SFTTrainer
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +83,7 @@ def _cpu_run(args, attention: str) -> dict:
 def _synthetic_seq(cfg, special, n_samples: int, text_len: int, grid: int, gen: torch.Generator):
     """Full-mode-shaped packed sequence: prompt + think (CE) + one noised grid x grid latent image per sample."""
     from irg_rl.models.packing import PackedSequenceBuilder
-    from irg_rl.train.losses import noise_latents
+    from irg_rl.train.sft.losses import noise_latents
 
     b = PackedSequenceBuilder(special, cfg.max_latent_size, cfg.vit_max_num_patch_per_side)
     P = cfg.patch_latent_dim
@@ -106,7 +106,7 @@ def _gpu(args) -> dict:
     from irg_rl.models.configs import bagel_7b_mot
     from irg_rl.models.packing import SpecialTokenIds
     from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
-    from irg_rl.train.losses import ce_per_token, mse_per_token
+    from irg_rl.train.sft.losses import ce_per_token, mse_per_token
 
     if not torch.cuda.is_available():
         raise SystemExit("--gpu: no CUDA device")

@@ -74,8 +74,8 @@ def _data_stage(opts: DemoOptions, out: Path) -> Stage:
 
 def _sft_stage(opts: DemoOptions, out: Path, name: str, init_from: str | None) -> Stage:
     def run(folder: Path) -> dict:
-        from irg_rl.train.sft import train
-        from irg_rl.train.sft_config import SFTRecipe
+        from irg_rl.train.sft.config import SFTRecipe
+        from irg_rl.train.sft.trainer import train
 
         overrides = [f"data.root={out / 'data'}", f"train.output_dir={folder}"]
         if init_from:
@@ -90,8 +90,8 @@ def _sft_stage(opts: DemoOptions, out: Path, name: str, init_from: str | None) -
 
 def _grpo_stage(opts: DemoOptions, out: Path) -> Stage:
     def run(folder: Path) -> dict:
-        from irg_rl.train.grpo import train
-        from irg_rl.train.rl_recipe import GRPORecipe
+        from irg_rl.train.rl.grpo import train
+        from irg_rl.train.rl.recipe import GRPORecipe
 
         overrides = [
             f"model.source={_latest_checkpoint(out / 'sft_stage2')}",

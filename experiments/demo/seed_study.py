@@ -107,14 +107,14 @@ def _eval(
 def _train(opts: SeedStudyOptions, seed: int) -> Callable[[Path], dict]:
     def run(folder: Path) -> dict:
         if opts.algo == "grpo":
-            from irg_rl.train.grpo import train
-            from irg_rl.train.rl_recipe import GRPORecipe as Recipe
+            from irg_rl.train.rl.grpo import train
+            from irg_rl.train.rl.recipe import GRPORecipe as Recipe
         elif opts.algo == "nft":
-            from irg_rl.train.nft import train
-            from irg_rl.train.rl_recipe import NFTRecipe as Recipe
+            from irg_rl.train.rl.nft import train
+            from irg_rl.train.rl.recipe import NFTRecipe as Recipe
         else:
-            from irg_rl.train.dpo import train
-            from irg_rl.train.rl_recipe import DPORecipe as Recipe
+            from irg_rl.train.rl.dpo import train
+            from irg_rl.train.rl.recipe import DPORecipe as Recipe
 
         overrides = [
             f"model.source={opts.start}",

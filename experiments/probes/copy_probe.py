@@ -16,10 +16,10 @@ import torch
 from irg_rl.models.checkpoint import load_checkpoint
 from irg_rl.models.packing import PackedSequenceBuilder
 from irg_rl.train.checkpointing import resolve_model_dir
-from irg_rl.train.conversation_packing import PackingOptions, append_sample, encode_conversation
-from irg_rl.train.losses import mse_per_token
-from irg_rl.train.sampler import ModeStream
-from irg_rl.train.sft_setup import ModelSampleEncoder
+from irg_rl.train.sft.conversation_packing import PackingOptions, append_sample, encode_conversation
+from irg_rl.train.sft.losses import mse_per_token
+from irg_rl.train.sft.sampler import ModeStream
+from irg_rl.train.sft.setup import ModelSampleEncoder
 
 MODE = "improving_full_learning"
 

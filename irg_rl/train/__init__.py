@@ -1,1 +1,2 @@
-"""Training: SFT (packing, losses, trainer), GRPO/DPO, EMA, checkpoints and resume."""
+"""Training: SFT (`sft/`) and RL (`rl/`) over shared helpers (recipe sections, optimiser, freezing and LoRA,
+checkpoints and resume, tracking, gradient checkpointing)."""

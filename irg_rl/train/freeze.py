@@ -11,7 +11,7 @@ import re
 
 from torch import nn
 
-from irg_rl.train.sft_config import FreezeSection, LoraSection
+from irg_rl.train.sections import FreezeSection, LoraSection
 
 _LATENT_PATH = ("vae2llm.", "llm2vae.", "time_embedder.", "latent_pos_embed.")
 

@@ -17,9 +17,8 @@ from irg_rl.inference.engine_config import IRGSamplingConfig, tiny_sampling
 from irg_rl.models.configs import ModelRecipe
 from irg_rl.rollout.config import RolloutConfig
 from irg_rl.rollout.rewards import RewardsConfig
-from irg_rl.train.rl_config import CreditConfig, DPOConfig, GRPOConfig, NFTConfig
-from irg_rl.train.sft_config import PRECISIONS, FreezeSection, LogSection, OptimSection
-from irg_rl.train.train_section import BaseTrainSection
+from irg_rl.train.rl.config import CreditConfig, DPOConfig, GRPOConfig, NFTConfig
+from irg_rl.train.sections import PRECISIONS, BaseTrainSection, FreezeSection, LogSection, OptimSection
 
 __all__ = [
     "PromptSection",

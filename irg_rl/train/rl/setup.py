@@ -151,7 +151,7 @@ class RLSetup:
     """Builds policy, optimiser, accelerator, reference and rollout from a GRPO/DPO recipe."""
 
     def __init__(self, recipe, needs_reference: bool):
-        from irg_rl.train.sft_setup import make_optimizer, make_scheduler
+        from irg_rl.train.optim import make_optimizer, make_scheduler
 
         self.recipe = r = recipe
         if r.train.cpu_threads > 0:

@@ -9,8 +9,8 @@ import torch
 
 from irg_rl.inference.rescoring import RescoreOutput
 from irg_rl.inference.trajectory import TrajectoryBatch
-from irg_rl.train.advantages import CreditAdvantages
-from irg_rl.train.policy_loss import PolicyTerms, guard_log_ratio
+from irg_rl.train.rl.advantages import CreditAdvantages
+from irg_rl.train.rl.policy_loss import PolicyTerms, guard_log_ratio
 
 __all__ = ["ROUND_OF", "text_terms", "flow_terms", "ratio_deviation", "sequence_logps"]
 

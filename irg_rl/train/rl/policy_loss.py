@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from irg_rl.train.rl_config import AGGREGATIONS, KL_KINDS, GRPOConfig
+from irg_rl.train.rl.config import AGGREGATIONS, KL_KINDS, GRPOConfig
 
 __all__ = [
     "PolicyTerms",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from irg_rl.train.rl_config import DPOConfig
+from irg_rl.train.rl.config import DPOConfig
 
 __all__ = [
     "PairIndices",

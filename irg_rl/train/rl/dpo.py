@@ -21,12 +21,12 @@ from irg_rl.distributed.zero3 import index_chunks, padded_schedule
 from irg_rl.inference.rescoring import rescore
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.rewards import TrajectoryRewards
-from irg_rl.train.advantages import ROUND_2_COMPONENTS, combine_rewards
-from irg_rl.train.dpo_loss import DPOTerms, dpo_loss, ranked_pairs
-from irg_rl.train.rl_batch import sequence_logps
-from irg_rl.train.rl_loop import RLLoop
-from irg_rl.train.rl_outputs import load_rollout
-from irg_rl.train.rl_recipe import DPORecipe, sync_group_size
+from irg_rl.train.rl.advantages import ROUND_2_COMPONENTS, combine_rewards
+from irg_rl.train.rl.batch import sequence_logps
+from irg_rl.train.rl.dpo_loss import DPOTerms, dpo_loss, ranked_pairs
+from irg_rl.train.rl.loop import RLLoop
+from irg_rl.train.rl.outputs import load_rollout
+from irg_rl.train.rl.recipe import DPORecipe, sync_group_size
 
 __all__ = ["DPOTrainer", "ranking_rewards", "train", "main"]
 

@@ -12,11 +12,16 @@ from irg_rl.config import MISSING
 from irg_rl.data.modes import MODES, STAGE1_WEIGHTS
 from irg_rl.models.configs import ModelRecipe
 from irg_rl.models.kv_cache import PACKED_ATTENTION
-from irg_rl.train.train_section import BaseTrainSection
+from irg_rl.train.sections import (
+    PRECISIONS,
+    SCHEDULERS,
+    WANDB_MODES,
+    BaseTrainSection,
+    FreezeSection,
+    LogSection,
+    OptimSection,
+)
 
-SCHEDULERS = ("constant", "cosine", "linear")
-PRECISIONS = ("auto", "no", "bf16", "fp16")
-WANDB_MODES = ("auto", "online", "offline", "disabled")
 INIT_WEIGHTS = ("ema", "model")
 
 
@@ -100,62 +105,6 @@ class LossSection:
 
 
 @dataclass
-class OptimSection:
-    """AdamW and the learning-rate schedule."""
-
-    # peak learning rate
-    lr: float = 2e-5
-    # linear warmup steps from 0 to lr
-    warmup_steps: int = 500
-    # schedule after warmup: constant | cosine | linear (to min_lr_ratio * lr at train.max_steps)
-    scheduler: str = "constant"
-    # final learning rate as a fraction of lr (cosine, linear)
-    min_lr_ratio: float = 0.0
-    # AdamW beta1
-    beta1: float = 0.9
-    # AdamW beta2
-    beta2: float = 0.95
-    # AdamW epsilon
-    eps: float = 1e-15
-    # AdamW decoupled weight decay
-    weight_decay: float = 0.0
-    # gradient clipping by global norm (0 = off)
-    grad_clip: float = 1.0
-
-
-@dataclass
-class LoraSection:
-    """PEFT LoRA adapters on modules whose names match a pattern (the base weights are then frozen)."""
-
-    # add LoRA adapters and train only them (plus modules_to_save)
-    enabled: bool = False
-    # regular expression matched (fully) against module names, e.g. '.*_moe_gen' for the generation expert
-    target_modules: str = r".*(q_proj|k_proj|v_proj|o_proj)_moe_gen"
-    # adapter rank
-    r: int = 64
-    # LoRA alpha (scale = alpha / r)
-    alpha: float = 64.0
-    # dropout on the adapter input
-    dropout: float = 0.0
-
-
-@dataclass
-class FreezeSection:
-    """Which parts are frozen (the VAE always is)."""
-
-    # freeze the whole LLM (both experts, embeddings, head)
-    llm: bool = False
-    # freeze the SigLIP ViT and its connector
-    vit: bool = False
-    # freeze the understanding expert (LLM weights without the _moe_gen suffix, embeddings, lm_head)
-    und_expert: bool = False
-    # freeze the generation expert (*_moe_gen LLM weights, vae2llm, llm2vae, time embedder)
-    gen_expert: bool = False
-    # LoRA adapters
-    lora: LoraSection = field(default_factory=LoraSection)
-
-
-@dataclass
 class TrainSection(BaseTrainSection):
     """The optimisation loop, checkpoints and resume (shared settings in BaseTrainSection)."""
 
@@ -173,20 +122,6 @@ class TrainSection(BaseTrainSection):
     packed_attention: str = "padded"
     # EMA decay per optimiser step (0 = no EMA); the EMA weights are what gets evaluated
     ema_decay: float = 0.995
-
-
-@dataclass
-class LogSection:
-    """Experiment tracking and the progress bar."""
-
-    # wandb mode: auto (online with WANDB_API_KEY, offline otherwise; WANDB_MODE wins) | online | offline | disabled
-    wandb_mode: str = "auto"
-    # wandb project
-    project: str = "irg-rl"
-    # run name ("" = output_dir's name)
-    run_name: str = ""
-    # show a tqdm progress bar with loss, tokens/s and ETA on the main process
-    progress_bar: bool = True
 
 
 @dataclass

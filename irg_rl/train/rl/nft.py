@@ -5,7 +5,7 @@
 deterministic image solver (no SDE steps; think log-probs recorded), scores them, and turns rewards into the same
 per-round group advantages as GRPO (`grpo.credit`). The update trains
 - the thinks with GRPO's clipped objective (`grpo.text_*`; the ratio must be 1 at the first inner update), and
-- the images with DiffusionNFT (`irg_rl.train.nft_loss`): each generated image that counts (image_1 always,
+- the images with DiffusionNFT (`irg_rl.train.rl.nft_loss`): each generated image that counts (image_1 always,
   image_2 only where the trajectory continued past a keep verdict) is noised `nft.timesteps_per_image` times on
   the forward process, and the conditional velocity at those points, `v`, is pulled towards the positive
   implicit policy and pushed from the negative one according to its round's advantage.
@@ -27,13 +27,13 @@ from irg_rl.inference.rescoring import NoisedBatch, NoisedLatents, RescoreOutput
 from irg_rl.inference.sde import timestep_grid
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.rewards import TrajectoryRewards
-from irg_rl.train.advantages import CreditAdvantages
-from irg_rl.train.grpo import GRPOTrainer
-from irg_rl.train.nft_loss import nft_image_loss, reward_probability, velocity_kl
-from irg_rl.train.policy_loss import grpo_loss
-from irg_rl.train.rl_batch import ratio_deviation, text_terms
-from irg_rl.train.rl_config import NFTConfig
-from irg_rl.train.rl_recipe import NFTRecipe
+from irg_rl.train.rl.advantages import CreditAdvantages
+from irg_rl.train.rl.batch import ratio_deviation, text_terms
+from irg_rl.train.rl.config import NFTConfig
+from irg_rl.train.rl.grpo import GRPOTrainer
+from irg_rl.train.rl.nft_loss import nft_image_loss, reward_probability, velocity_kl
+from irg_rl.train.rl.policy_loss import grpo_loss
+from irg_rl.train.rl.recipe import NFTRecipe
 
 __all__ = ["NFTTrainer", "draw_times", "noise_images", "train", "main"]
 

@@ -26,9 +26,9 @@ from PIL import Image
 
 from irg_rl.data.format import Conversation, DataFormatError, to_rgb
 from irg_rl.models.packing import PackedSequence, PackedSequenceBuilder, SpecialTokenIds
-from irg_rl.train.losses import noise_latents, sample_timesteps
-from irg_rl.train.sampler import MixedSampler, RawSample
-from irg_rl.train.sft_config import PackingSection
+from irg_rl.train.sft.config import PackingSection
+from irg_rl.train.sft.losses import noise_latents, sample_timesteps
+from irg_rl.train.sft.sampler import MixedSampler, RawSample
 
 
 class SampleEncoder(Protocol):

@@ -21,11 +21,11 @@ from irg_rl.inference.rescoring import rescore
 from irg_rl.inference.sde import sliding_window_start
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.rewards import TrajectoryRewards
-from irg_rl.train.advantages import assign_credit
-from irg_rl.train.policy_loss import grpo_loss
-from irg_rl.train.rl_batch import flow_terms, ratio_deviation, text_terms
-from irg_rl.train.rl_loop import RLLoop
-from irg_rl.train.rl_recipe import GRPORecipe, sync_group_size
+from irg_rl.train.rl.batch import flow_terms, ratio_deviation, text_terms
+from irg_rl.train.rl.credit import assign_credit
+from irg_rl.train.rl.loop import RLLoop
+from irg_rl.train.rl.policy_loss import grpo_loss
+from irg_rl.train.rl.recipe import GRPORecipe, sync_group_size
 
 __all__ = ["GRPOTrainer", "train", "main"]
 

@@ -13,7 +13,7 @@ from irg_rl.rollout.pool import merge_chunks
 from irg_rl.rollout.rewards import RewardScorer, TrajectoryRewards
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.resume import truncate_history, truncate_jsonl
-from irg_rl.train.rl_outputs import (
+from irg_rl.train.rl.outputs import (
     image_grid,
     reward_metrics,
     save_rollout,
@@ -21,7 +21,7 @@ from irg_rl.train.rl_outputs import (
     verdict_metrics,
     wandb_table,
 )
-from irg_rl.train.rl_setup import RLSetup, heldout_prompts
+from irg_rl.train.rl.setup import RLSetup, heldout_prompts
 from irg_rl.train.tracking import init_wandb, wandb_mode
 
 __all__ = ["RLLoop"]

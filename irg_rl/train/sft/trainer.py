@@ -24,21 +24,16 @@ from irg_rl.distributed.weight_export import merged_state_dict
 from irg_rl.models.checkpoint import save_state_checkpoint
 from irg_rl.models.packing import PackedSequence
 from irg_rl.train import checkpointing as ckpt
-from irg_rl.train.conversation_packing import MicroBatch, PackingOptions, build_micro_batch
-from irg_rl.train.ema import EMA
 from irg_rl.train.freeze import apply_freeze, apply_lora, trainable_summary
 from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
-from irg_rl.train.losses import ce_per_token, mse_per_token, normalised_loss
+from irg_rl.train.optim import make_optimizer, make_scheduler
 from irg_rl.train.resume import check_recipe_change, rescale_lr
-from irg_rl.train.sampler import MixedSampler
-from irg_rl.train.sft_config import SFTRecipe
-from irg_rl.train.sft_setup import (
-    RAW_MODEL_FILE,
-    ModelSampleEncoder,
-    build_components,
-    make_optimizer,
-    make_scheduler,
-)
+from irg_rl.train.sft.config import SFTRecipe
+from irg_rl.train.sft.conversation_packing import MicroBatch, PackingOptions, build_micro_batch
+from irg_rl.train.sft.ema import EMA
+from irg_rl.train.sft.losses import ce_per_token, mse_per_token, normalised_loss
+from irg_rl.train.sft.sampler import MixedSampler
+from irg_rl.train.sft.setup import RAW_MODEL_FILE, ModelSampleEncoder, build_components
 from irg_rl.train.tracking import init_wandb, wandb_mode
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from irg_rl.config import ConfigError
+from irg_rl.config import require as _require
+from irg_rl.train.rl.credit import CreditConfig
 
 __all__ = [
     "AGGREGATIONS",
     "KL_KINDS",
     "OLD_LOGPROBS",
-    "CREDIT_MODES",
     "CreditConfig",
     "GRPOConfig",
     "DPOConfig",
@@ -36,83 +36,6 @@ NFT_TIMESTEPS = ("grid", "uniform")
 WINDOW_SCHEDULES = ("random", "sliding")
 # the flow-step importance ratio (GRPOConfig.flow_ratio)
 FLOW_RATIOS = ("standard", "guard")
-# how one trajectory's rewards become advantages for its segments
-CREDIT_MODES = ("shared", "per_round")
-# what the round-2 reward is normalised against (CreditConfig.round_2_baseline)
-ROUND_2_BASELINES = ("group", "image_1", "image_1_reward")
-# what a NaN (not applicable) reward component does inside a weighted sum
-MISSING_POLICIES = ("skip", "renormalize")
-
-
-def _require(cond: bool, section: str, key: str, msg: str) -> None:
-    if not cond:
-        raise ConfigError(f"{section}.{key}: {msg}")
-
-
-@dataclass
-class CreditConfig:
-    """How a two-round trajectory's rewards become advantages for think_1+image_1 and think_2+image_2."""
-
-    # "shared": one advantage for every segment (T2I-R1); "per_round": each round its own (Janus-Pro-R1 style)
-    mode: str = "per_round"
-    # weight of the final image (image_2) reward in the round-2 (and shared) reward
-    image_2: float = 1.0
-    # weight of the improvement reward r(image_2) - r(image_1) in the round-2 (and shared) reward
-    improvement: float = 0.5
-    # weight of the no-regression reward (applies where image_1 was already right) in the round-2 reward
-    no_regression: float = 0.5
-    # weight of the reflection-format reward of think_2 in the round-2 (and shared) reward
-    format: float = 0.1
-    # shared mode only: weight of the image_1 reward added to the shared reward (0: only the outcome counts)
-    shared_image_1: float = 0.0
-    # weight of the verdict reward (1 where think_2's keep / revise verdict agrees with the image_1 reward's own
-    # judgement, 0 where not; needs sampling.keep_pattern). per_round: credited to the think_2 tokens only (the
-    # round-2 image steps do not choose the verdict); shared: added to the shared reward
-    verdict: float = 0.0
-    # NaN component: "skip" = contributes nothing; "renormalize" = weighted mean over the applicable components
-    missing: str = "skip"
-    # rounds whose segments are trained: [1, 2] both; [2] only think_2 + image_2 (the reflection and the refined
-    # image; round 1 keeps its SFT behaviour); [1] only think_1 + image_1
-    train_rounds: list[int] = field(default_factory=lambda: [1, 2])
-    # per_round only: what the round-2 reward is compared with. "group": every sample of the prompt (so a good
-    # image_1 raises the round-2 credit of whatever followed it); "image_1": the other continuations of the same
-    # first round (needs sampling.round2_branches >= 2), so round 2 is credited only for what it added;
-    # "image_1_reward": the samples of the prompt whose image_1 scored the same (no extra sampling; a sample alone
-    # in its score is dropped from round 2's update)
-    round_2_baseline: str = "group"
-
-    def validate(self, section: str = "credit") -> None:
-        _require(
-            self.mode in CREDIT_MODES, section, "mode", f"must be one of {CREDIT_MODES}, got {self.mode!r}"
-        )
-        _require(
-            self.missing in MISSING_POLICIES,
-            section,
-            "missing",
-            f"must be one of {MISSING_POLICIES}, got {self.missing!r}",
-        )
-        for key in ("image_2", "improvement", "no_regression", "format", "shared_image_1", "verdict"):
-            _require(getattr(self, key) >= 0, section, key, f"weights must be >= 0, got {getattr(self, key)}")
-        _require(self.image_2 > 0, section, "image_2", "the final image reward needs a positive weight")
-        _require(
-            self.round_2_baseline in ROUND_2_BASELINES,
-            section,
-            "round_2_baseline",
-            f"must be one of {ROUND_2_BASELINES}, got {self.round_2_baseline!r}",
-        )
-        _require(
-            self.round_2_baseline == "group" or self.mode == "per_round",
-            section,
-            "round_2_baseline",
-            f"{self.round_2_baseline} needs mode: per_round (shared credit has no separate round-2 advantage)",
-        )
-        rounds = list(self.train_rounds)
-        _require(
-            bool(rounds) and set(rounds) <= {1, 2} and len(set(rounds)) == len(rounds),
-            section,
-            "train_rounds",
-            f"must be a non-empty list of distinct rounds from [1, 2], got {rounds}",
-        )
 
 
 @dataclass
@@ -276,7 +199,7 @@ class DPOConfig:
 @dataclass
 class NFTConfig:
     """DiffusionNFT on the image rounds (forward-process flow matching between implicit positive and negative
-    policies; see `irg_rl.train.nft_loss`). The text rounds use the `grpo:` section's clipped objective."""
+    policies; see `irg_rl.train.rl.nft_loss`). The text rounds use the `grpo:` section's clipped objective."""
 
     # strength of the implicit policies v_pos/neg = v_old +/- beta (v - v_old) (DiffusionNFT uses 1.0 for most runs)
     beta: float = 1.0
