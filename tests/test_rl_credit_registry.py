@@ -58,7 +58,9 @@ def test_a_registered_round_2_baseline_sets_the_normalisation_sets():
 
 
 def test_an_unknown_name_lists_the_registered_ones():
-    with pytest.raises(ConfigError, match=r"credit.mode: must be a registered credit rule \['per_round', 'shared'"):
+    with pytest.raises(
+        ConfigError, match=r"credit.mode: must be a registered credit rule \['per_round', 'shared'"
+    ):
         CreditConfig(mode="per_turn").validate()
     with pytest.raises(ConfigError, match="registered round-2 baseline"):
         CreditConfig(round_2_baseline="nope").validate()
