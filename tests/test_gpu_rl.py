@@ -90,7 +90,7 @@ def test_grpo_on_cuda_local_and_ray_ipc_give_the_same_loss(tmp_path):
                 {f"rollout.{k}": v for k, v in vars(_ipc_cfg()).items() if k not in ("engine", "dtype")}
             )
         trainer = GRPOTrainer(grpo_recipe(ckpt, tmp_path / engine, **over))
-        assert trainer.setup.spec.device == "cuda"
+        assert trainer.setup.rollouts.spec.device == "cuda"
         stats[engine] = trainer.run()[-1]
     a, b = stats["local"], stats["ray"]
     for s in (a, b):

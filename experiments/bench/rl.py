@@ -152,7 +152,7 @@ def main(argv: list[str]) -> None:
             trainer = DPOTrainer(config_from_dict(DPORecipe, d))
         hist = trainer.run()[1:]  # drop the warm-up step
         peak = torch.cuda.max_memory_allocated() / 2**30 if gpu else None
-        trainer_spec = trainer.setup.spec
+        trainer_spec = trainer.setup.rollouts.spec
     keys = ("time/rollout_s", "time/reward_wait_s", "time/reward_compute_s", "time/update_s", "time/sync_s",
             "time/step_s", "trajectories_per_s")  # fmt: skip
     mean = {k: sum(h[k] for h in hist) / len(hist) for k in keys}

@@ -134,7 +134,7 @@ class DPOTrainer(RLLoop):
         stats.update(self.pair_loss(batch, comps, G))
         s.scheduler.step()
         s.step += 1
-        stats["time/sync_s"] = s.sync_weights()
+        stats["time/sync_s"] = s.rollouts.sync_weights()
         stats.update(
             {"step": s.step, "time/step_s": time.perf_counter() - t0, "trajectories": float(len(batch))}
         )

@@ -21,7 +21,8 @@ from irg_rl.train.rl.outputs import (
     verdict_metrics,
     wandb_table,
 )
-from irg_rl.train.rl.setup import RLSetup, heldout_prompts
+from irg_rl.train.rl.prompt_stream import heldout_prompts
+from irg_rl.train.rl.setup import RLSetup
 from irg_rl.train.tracking import init_wandb, wandb_mode
 
 __all__ = ["RLLoop"]
@@ -62,7 +63,7 @@ class RLLoop:
         s = self.recipe.sampling
         if s.sde_window_start is not None or s.sde_window_size <= 0:
             return s.sde_window_start
-        return int(self.setup.rng.integers(0, self.window_max_start() + 1))
+        return self.setup.prompts.window_start(self.window_max_start())
 
     def window_max_start(self) -> int:
         """Latest SDE window start (sampling.sde_window_max_start, or steps - window size when unset)."""
@@ -74,10 +75,12 @@ class RLLoop:
         self, metas: list[dict], G: int, seed: int, mode: str
     ) -> tuple[TrajectoryBatch, TrajectoryRewards, dict]:
         """Sample and score; each finished chunk is scored while the rest are sampled (rollout.overlap_rewards)."""
-        req = self.setup.request(metas, G, seed, mode, self.window_start() if mode == "sde" else None)
+        req = self.setup.rollouts.request(
+            metas, G, seed, mode, self.window_start() if mode == "sde" else None
+        )
         t0 = time.perf_counter()
         chunks, futures = {}, {}
-        for c, b in self.setup.rollout.sample_iter(req):
+        for c, b in self.setup.rollouts.sample_iter(req):
             chunks[c] = b
             if self.recipe.rollout.overlap_rewards:
                 futures[c] = self.scorer.submit(b)
@@ -113,14 +116,14 @@ class RLLoop:
     def train_step(self) -> dict[str, float]:
         s, r = self.setup, self.recipe
         t0 = time.perf_counter()
-        metas = s.draw_prompts(r.prompts.per_step)
-        batch, rewards, stats = self.collect(metas, self.G, s.step_seed(), "sde")
+        metas = s.prompts.draw(r.prompts.per_step)
+        batch, rewards, stats = self.collect(metas, self.G, s.prompts.step_seed(), "sde")
         t1 = time.perf_counter()
         stats.update(self.update(batch, rewards))
         t2 = time.perf_counter()
         s.scheduler.step()
         s.step += 1
-        stats["time/sync_s"] = s.sync_weights()
+        stats["time/sync_s"] = s.rollouts.sync_weights()
         t3 = time.perf_counter()
         stats.update(reward_metrics(rewards, r.rewards.correct_threshold))
         stats.update(text_metrics(batch))
@@ -133,7 +136,7 @@ class RLLoop:
             "time/reward_compute_s": rewards.seconds,
             "trajectories": float(n),
             "trajectories_per_s": n / max(t3 - t0, 1e-9),
-            "rollout/worker_restarts": float(getattr(s.rollout, "restarts", 0)),
+            "rollout/worker_restarts": float(s.rollouts.restarts),
             "lr": float(s.scheduler.get_last_lr()[0]),
         })  # fmt: skip
         self._outputs(batch, rewards, stats)

@@ -152,7 +152,7 @@ class NFTTrainer(GRPOTrainer):
         stats = {f"adv/{k}": float(v) for k, v in credit.stats.items()}
         n = len(batch)
         trained = self._trained_images(batch, credit) if n_cfg.loss_weight > 0 else {}
-        noised = noise_images(batch, trained, n_cfg, s.rng)
+        noised = noise_images(batch, trained, n_cfg, s.prompts.rng)
         sched, any_valid = self._schedule(n, credit)
         refs: list[tuple[RescoreOutput, list] | None] = [None] * len(sched)
         if self.needs_reference(self.recipe):

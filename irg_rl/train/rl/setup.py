@@ -1,7 +1,8 @@
-"""What the GRPO and DPO drivers share: the policy (LoRA or full), its reference, accelerate, the rollout backend,
-prompts, weight sync and atomic checkpoints (through `irg_rl.train.checkpointing`, the SFT layout).
+"""What the GRPO, DPO and NFT drivers share: the policy state (weights, LoRA or full, its reference, optimiser and
+schedule, accelerate, atomic checkpoints in the SFT layout through `irg_rl.train.checkpointing`), composed with
+the rollout client (`rollouts`: backend and weight sync) and the prompt stream (`prompts`: what is sampled).
 
-Re-scoring goes through the accelerate-wrapped module (`PolicyForward`) so DDP / DeepSpeed see the forward and
+Re-scoring goes through the accelerate-wrapped module (`PackedForward`) so DDP / DeepSpeed see the forward and
 reduce gradients; `RescoreView` gives `irg_rl.inference.rescore` the model interface it expects on top of it.
 
 DeepSpeed ZeRO-3 (full fine-tuning and LoRA; `irg_rl.distributed.zero3`): parameters are partitions, so
@@ -19,53 +20,38 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from irg_rl.config import to_yaml
-from irg_rl.data.jsonl import read_jsonl_objects
-from irg_rl.data.task_plugin import build_task, task_names
+from irg_rl.distributed.accelerator import PackedForward, make_accelerator
 from irg_rl.distributed.weight_export import merged_state_dict
 from irg_rl.distributed.zero3 import max_across, sharded_reference, zero_stage
 from irg_rl.models import BagelModel, PackedOutput
 from irg_rl.models.checkpoint import load_checkpoint, save_state_checkpoint
-from irg_rl.rollout import SampleRequest, WorkerSpec, make_rollout
-from irg_rl.rollout.config import worker_placement
-from irg_rl.rollout.weight_sync import changing_keys, export_weights
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.checkpointing import resolve_model_dir
 from irg_rl.train.freeze import apply_freeze, apply_lora, trainable_summary
 from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
 from irg_rl.train.resume import check_recipe_change, rescale_lr
+from irg_rl.train.rl.prompt_stream import PromptStream, heldout_prompts, load_prompts
+from irg_rl.train.rl.rollout_client import RolloutClient
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "resolve_model_dir",
-    "PolicyForward",
     "RescoreView",
     "RLSetup",
     "load_prompts",
     "heldout_prompts",
+    "PromptStream",
+    "RolloutClient",
 ]
-
-
-class PolicyForward(nn.Module):
-    """`forward(seq) -> (ce_logits, velocity)` so accelerate's wrappers (DDP, DeepSpeed) see each forward."""
-
-    def __init__(self, bagel: nn.Module):
-        super().__init__()
-        self.bagel = bagel
-
-    def forward(self, seq):
-        out = self.bagel.forward_packed(seq)
-        return out.ce_logits, out.velocity
 
 
 class RescoreView:
@@ -82,33 +68,6 @@ class RescoreView:
         return getattr(self._bagel, name)
 
 
-def _read_jsonl(path: str) -> list[dict]:
-    rows = []
-    for i, row in read_jsonl_objects(path):
-        if not isinstance(row.get("prompt"), str):
-            raise ValueError(f"{path}:{i}: each line must be an object with a string 'prompt' field")
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"{path}: no prompts")
-    return rows
-
-
-def load_prompts(section, seed: int) -> list[dict]:
-    """Training prompts as metadata dicts with a 'prompt' key: a task plug-in's train split, or a JSONL file."""
-    if section.source in task_names():
-        task = build_task(section.source, section.options, where="prompts")
-        return task.train_prompts(section.num_train, seed=seed, balance=section.balance)
-    return _read_jsonl(section.source)
-
-
-def heldout_prompts(recipe) -> list[dict]:
-    """Held-out evaluation prompts (the task's held-out split, or `eval.file`); [] when there are none."""
-    if recipe.prompts.source in task_names():
-        task = build_task(recipe.prompts.source, recipe.prompts.options, where="prompts")
-        return task.heldout_prompts(recipe.eval.num_prompts, seed=recipe.eval.seed)
-    return _read_jsonl(recipe.eval.file)[: recipe.eval.num_prompts] if recipe.eval.file else []
-
-
 def _start_model(source: str, resume_path: Path) -> BagelModel:
     """The run's starting weights (model.source), for a frozen-copy reference when resuming from `resume_path`."""
     try:
@@ -118,25 +77,6 @@ def _start_model(source: str, resume_path: Path) -> BagelModel:
             f"resuming from {resume_path} needs the starting weights model.source={source!r} for the frozen-copy "
             f"reference (KL / DPO is measured against the model the run started from): {err}"
         ) from err
-
-
-def _make_accelerator(mixed_precision: str, grad_clip: float):
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
-
-    mp = ("bf16" if torch.cuda.is_available() else "no") if mixed_precision == "auto" else mixed_precision
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
-    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        handlers.append(InitProcessGroupKwargs(backend="gloo"))
-    acc = Accelerator(mixed_precision=mp, kwargs_handlers=handlers)
-    ds = acc.state.deepspeed_plugin
-    if ds is not None:
-        conf = ds.deepspeed_config
-        conf["train_micro_batch_size_per_gpu"] = 1
-        conf["gradient_accumulation_steps"] = 1
-        # DeepSpeed clips inside its step (accelerate's clip_grad_norm_ only reports the norm); 0 = off
-        conf["gradient_clipping"] = grad_clip
-    return acc
 
 
 @dataclass
@@ -156,7 +96,7 @@ class RLSetup:
         self.recipe = r = recipe
         if r.train.cpu_threads > 0:
             torch.set_num_threads(r.train.cpu_threads)
-        self.acc = _make_accelerator(r.train.mixed_precision, r.optim.grad_clip)
+        self.acc = make_accelerator(r.train.mixed_precision, r.optim.grad_clip, auto="cuda_bf16")
         self.out = Path(r.train.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.resume_path = ckpt.resolve_resume(r.train.resume_from, self.out)
@@ -192,11 +132,10 @@ class RLSetup:
             bagel = apply_lora(bagel, r.freeze.lora)
         self.bagel = bagel
         self.trainable, self.total = trainable_summary(bagel)
-        self.sync_keys = changing_keys(bagel)
         params = [p for p in bagel.parameters() if p.requires_grad]
         self.opt = make_optimizer(params, r.optim)
         self.scheduler = make_scheduler(self.opt, r.optim, r.train.max_steps)
-        self.module, self.opt = self.acc.prepare(PolicyForward(bagel), self.opt)
+        self.module, self.opt = self.acc.prepare(PackedForward(bagel), self.opt)
         self.acc.register_for_checkpointing(self.scheduler)
         self.zero = zero_stage(self.acc)
         if self.zero == 3 and self.resume_path is not None:
@@ -209,7 +148,7 @@ class RLSetup:
                 )
         if self.zero == 3 and frozen_copy is not None:
             ds_conf = self.acc.state.deepspeed_plugin.deepspeed_config
-            self.ref.model = RescoreView(sharded_reference(PolicyForward(frozen_copy), ds_conf), frozen_copy)
+            self.ref.model = RescoreView(sharded_reference(PackedForward(frozen_copy), ds_conf), frozen_copy)
         self.view = RescoreView(self.module, bagel)
         self.step, self.history, self.changes = 0, [], []
         if self.resume_path is not None:
@@ -223,17 +162,12 @@ class RLSetup:
             msg = f"resumed from step {self.step} (checkpoint {self.resume_path})"
             self.acc.print(msg)
             log.info(msg)
-        device, dtype = worker_placement(r.rollout, self.acc.device)
-        self.spec = WorkerSpec(
-            self.config, self.tokenizer, self.vae, copy.deepcopy(r.sampling), r.rollout.threads, device, dtype
-        )
-        self.rollout = make_rollout(self.spec, r.rollout)
-        self.policy_version = -1
-        self.sync_weights(full=True)
-        rank_seed = r.train.seed * 1_000_003 + self.acc.process_index * 7919
-        self.prompts = load_prompts(r.prompts, r.train.seed)
+        self.rollouts = RolloutClient(r, bagel, self.config, self.tokenizer, self.vae, self.acc.device)
+        self.rollouts.sync_weights(full=True)
         # the one generator of what is sampled (prompt draws, step seeds, SDE windows); saved with each checkpoint
-        self.rng = np.random.default_rng([rank_seed, self.step])
+        self.prompts = PromptStream(
+            load_prompts(r.prompts, r.train.seed), r.train.seed, self.acc.process_index, self.step
+        )
         if self.resume_path is not None:
             self._restore_rng(ckpt.read_data_state(self.resume_path))
 
@@ -258,7 +192,7 @@ class RLSetup:
                 f"resume: {n} -> {here} processes; sampling streams restart from (seed, rank, step)"
             )
             return
-        self.rng.bit_generator.state = ranks[self.acc.process_index]["bit_generator"]
+        self.prompts.restore(ranks[self.acc.process_index])
 
     # ---- reference --------------------------------------------------------------------------------------
 
@@ -305,33 +239,6 @@ class RLSetup:
         finally:
             acc.sync_gradients = True
 
-    # ---- weights to the rollout workers ------------------------------------------------------------------
-
-    def sync_weights(self, full: bool = False) -> float:
-        """Send the current policy to the rollout backend; returns seconds spent."""
-        import time
-
-        t0 = time.perf_counter()
-        keys = None if full or not self.recipe.rollout.sync_trainable_only else self.sync_keys
-        self.policy_version += 1
-        # collective under ZeRO-3; every rank keeps the copy: each feeds its own rollout backend
-        self.rollout.set_weights(self.policy_version, export_weights(self.bagel, keys), full or keys is None)
-        return time.perf_counter() - t0
-
-    def request(
-        self, metas: list[dict], G: int, seed: int, mode: str, window_start: int | None
-    ) -> SampleRequest:
-        return SampleRequest(
-            [m["prompt"] for m in metas], [dict(m) for m in metas], G, seed, mode, window_start
-        )
-
-    def draw_prompts(self, n: int) -> list[dict]:
-        idx = self.rng.choice(len(self.prompts), size=n, replace=len(self.prompts) < n)
-        return [self.prompts[int(i)] for i in idx]
-
-    def step_seed(self) -> int:
-        return int(self.rng.integers(0, 2**31 - 1))
-
     # ---- checkpoints ------------------------------------------------------------------------------------
 
     def save(self) -> Path:
@@ -347,7 +254,7 @@ class RLSetup:
         acc.save_state(str(tmp / "state"))
         from accelerate.utils import gather_object
 
-        ranks = gather_object([{"rng_step": step, "bit_generator": self.rng.bit_generator.state}])
+        ranks = gather_object([{"rng_step": step, **self.prompts.state()}])
         if acc.is_main_process:
             ckpt.write_json_atomic(tmp / "data_state.json", {"ranks": ranks})
             ckpt.write_json_atomic(
@@ -360,4 +267,4 @@ class RLSetup:
         return final
 
     def shutdown(self) -> None:
-        self.rollout.shutdown()
+        self.rollouts.shutdown()

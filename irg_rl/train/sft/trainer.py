@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from irg_rl.config import to_container, to_yaml
 from irg_rl.data.modes import MODES
+from irg_rl.distributed.accelerator import PackedForward, make_accelerator
 from irg_rl.distributed.weight_export import merged_state_dict
+from irg_rl.distributed.zero3 import zero_stage
 from irg_rl.models.checkpoint import save_state_checkpoint
-from irg_rl.models.packing import PackedSequence
 from irg_rl.train import checkpointing as ckpt
 from irg_rl.train.freeze import apply_freeze, apply_lora, trainable_summary
 from irg_rl.train.grad_checkpointing import enable_grad_checkpointing
@@ -35,18 +35,6 @@ from irg_rl.train.sft.losses import ce_per_token, mse_per_token, normalised_loss
 from irg_rl.train.sft.sampler import MixedSampler
 from irg_rl.train.sft.setup import RAW_MODEL_FILE, ModelSampleEncoder, build_components
 from irg_rl.train.tracking import init_wandb, wandb_mode
-
-
-class PackedForward(nn.Module):
-    """Puts `BagelModel.forward_packed` behind `forward` so DDP/DeepSpeed wrappers see the call."""
-
-    def __init__(self, bagel: nn.Module):
-        super().__init__()
-        self.bagel = bagel
-
-    def forward(self, seq: PackedSequence) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        out = self.bagel.forward_packed(seq)
-        return out.ce_logits, out.velocity
 
 
 @dataclass
@@ -78,36 +66,6 @@ class StepStats:
         self.dropped += mb.dropped
 
 
-def _make_accelerator(recipe: SFTRecipe):
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
-
-    t = recipe.train
-    mp = t.mixed_precision
-    if mp == "auto":
-        # DeepSpeed bf16 runs a bf16 module with fp32 master weights; plain autocast is not used by default
-        # because BagelModel.forward_packed mixes dtypes under autocast (fp32 buffers, bf16 expert outputs)
-        deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-        mp = "bf16" if torch.cuda.is_available() and deepspeed else "no"
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
-    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        handlers.append(InitProcessGroupKwargs(backend="gloo"))
-    acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=t.grad_accum, kwargs_handlers=handlers)
-    ds = acc.state.deepspeed_plugin
-    if ds is not None:
-        # the recipe, not the accelerate file, owns these; one packed sequence is one micro-batch
-        conf = ds.deepspeed_config
-        conf["train_micro_batch_size_per_gpu"] = 1
-        conf["gradient_accumulation_steps"] = t.grad_accum
-        conf["gradient_clipping"] = recipe.optim.grad_clip
-    return acc
-
-
-def _zero_stage(acc) -> int:
-    ds = acc.state.deepspeed_plugin
-    return int(ds.deepspeed_config.get("zero_optimization", {}).get("stage", 0)) if ds is not None else 0
-
-
 class SFTTrainer:
     """Builds everything from a recipe; `run()` trains and returns the per-step loss history."""
 
@@ -116,7 +74,7 @@ class SFTTrainer:
         r, t = recipe, recipe.train
         if t.cpu_threads > 0:
             torch.set_num_threads(t.cpu_threads)
-        self.acc = _make_accelerator(r)
+        self.acc = make_accelerator(r.train.mixed_precision, r.optim.grad_clip, r.train.grad_accum)
         from accelerate.utils import set_seed
 
         set_seed(t.seed)
@@ -157,7 +115,7 @@ class SFTTrainer:
         model = PackedForward(bagel)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.acc.register_for_checkpointing(self.scheduler)
-        self.zero = _zero_stage(self.acc)
+        self.zero = zero_stage(self.acc)
         self.ema = EMA(self.acc.unwrap_model(self.model).bagel, t.ema_decay) if t.ema_decay > 0 else None
         self.step = 0
         self.history: list[dict] = []
