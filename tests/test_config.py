@@ -65,26 +65,54 @@ def test_print_config(capsys, tmp_path):
     assert "lr: 0.1" in capsys.readouterr().out
 
 
+RECIPE_ROOTS = (
+    "irg_rl.train.sft.config:SFTRecipe",
+    "irg_rl.train.rl.recipe:GRPORecipe",
+    "irg_rl.train.rl.recipe:NFTRecipe",
+    "irg_rl.train.rl.recipe:DPORecipe",
+    "irg_rl.eval.eval_config:EvalRecipe",
+    "irg_rl.inference.engine_config:EngineConfig",
+    "irg_rl.tasks.shapes.data_builder:ShapesDataConfig",
+    "irg_rl.tasks.shapes.self_builder:SelfReflectionDataConfig",
+)
+
+
 def _schema_classes():
-    """Every dataclass used as a recipe schema in the library."""
+    """Every dataclass a recipe file can fill: the recipe roots and every section reachable from them (nested
+    fields, list items, unions), plus the library's other *Config / *Recipe / *Spec dataclasses."""
     import importlib
     import pkgutil
+    import typing
 
     import irg_rl
 
-    found = []
+    def nested(tp):
+        if dataclasses.is_dataclass(tp) and inspect.isclass(tp):
+            yield tp
+        for arg in typing.get_args(tp):
+            yield from nested(arg)
+
+    found: dict[type, None] = {}
+    todo = []
+    for root in RECIPE_ROOTS:
+        mod, name = root.split(":")
+        todo.append(getattr(importlib.import_module(mod), name))
     for mod in pkgutil.walk_packages(irg_rl.__path__, "irg_rl."):
-        if ".bench" in mod.name:
-            continue
         module = importlib.import_module(mod.name)
         for _, obj in inspect.getmembers(module, dataclasses.is_dataclass):
-            if (
-                inspect.isclass(obj)
-                and obj.__module__ == module.__name__
-                and obj.__name__.endswith(("Config", "Recipe", "Spec"))
+            if inspect.isclass(obj) and obj.__module__ == module.__name__ and obj.__name__.endswith(
+                ("Config", "Recipe", "Spec", "Section", "Settings")
             ):
-                found.append(obj)
-    return found
+                todo.append(obj)
+    while todo:
+        cls = todo.pop()
+        if cls in found:
+            continue
+        found[cls] = None
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            todo.extend(nested(hints[f.name]))
+    return list(found)
 
 
 def test_every_config_field_has_a_comment():
