@@ -15,7 +15,6 @@ a thread and returns a future, so the driver scores finished rollout chunks whil
 
 from __future__ import annotations
 
-import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from PIL import Image
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.inference.verdict import verdict_agreement
 from rewards import CompositeReward, Reward, RewardBatch, RewardError, RewardOutput, RewardSpec, build_reward
+from rewards.reflection_terms import improvement, no_regression
 
 __all__ = ["RewardsConfig", "TrajectoryRewards", "RewardScorer", "reflection_scores", "reward_batch"]
 
@@ -107,11 +107,7 @@ def reward_batch(batch: TrajectoryBatch) -> RewardBatch:
 
 def reflection_scores(r1: torch.Tensor, r2: torch.Tensor, threshold: float) -> dict[str, torch.Tensor]:
     """improvement = r2 - r1; no_regression = -(r1 - r2)+ where r1 >= threshold else NaN. `[B]` -> `[B]` each."""
-    correct = r1 >= threshold
-    return {
-        "improvement": r2 - r1,
-        "no_regression": torch.where(correct, -(r1 - r2).clamp_min(0.0), torch.full_like(r1, math.nan)),
-    }
+    return {"improvement": improvement(r1, r2), "no_regression": no_regression(r1, r2, threshold)}
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch
 
 from irg_rl.inference.verdict import verdict_agreement
 from rewards.contract import Reward, RewardBatch, RewardOutput, nan_output
+from rewards.reflection_terms import improvement, no_regression
 from rewards.spec import RewardSpec
 
 __all__ = [
@@ -135,7 +136,7 @@ class ImprovementReward(Reward):
             {"base": self.base.name, "r1": _f(a), "r2": _f(b), "image_1": x, "image_2": y}
             for a, b, x, y in zip(r1, r2, d1, d2, strict=True)
         ]
-        return RewardOutput(scores=r2 - r1, details=details)
+        return RewardOutput(scores=improvement(r1, r2), details=details)
 
 
 class NoRegressionReward(Reward):
@@ -153,8 +154,7 @@ class NoRegressionReward(Reward):
             return nan_output(len(batch), "no images_1 in this batch (one-round trajectories)")
         r2, r1, _, _ = _score_both_rounds(self.base, batch)
         correct = r1 >= self.threshold
-        penalty = -(r1 - r2).clamp_min(0.0)
-        scores = torch.where(correct, penalty, torch.full_like(r1, math.nan))
+        scores = no_regression(r1, r2, self.threshold)
         details = [
             {"base": self.base.name, "r1": _f(a), "r2": _f(b), "image_1_correct": bool(c)}
             for a, b, c in zip(r1, r2, correct, strict=True)
