@@ -260,7 +260,8 @@ def schema_help(schema: type, prefix: str = "", instance: Any = None) -> list[tu
     return rows
 
 
-def _keys_epilog(schema: type) -> str:
+def keys_epilog(schema: type) -> str:
+    """The `--help` epilog listing every recipe key of `schema` with its default and help (for any script's parser)."""
     lines = ["recipe keys (key = default: help); override any with key=value:"]
     for key, default, text in schema_help(schema):
         lines.append(f"  {key} = {default}" + (f"\n      {text}" if text else ""))
@@ -272,7 +273,7 @@ def parse_cli(schema: type[T], argv: list[str] | None = None, description: str |
     every recipe key with its default and the schema's comment for it."""
     parser = argparse.ArgumentParser(
         description=description or schema.__doc__,
-        epilog=_keys_epilog(schema),
+        epilog=keys_epilog(schema),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=str, default=None, help="recipe YAML file")

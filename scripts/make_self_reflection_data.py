@@ -13,13 +13,15 @@ import argparse
 import json
 import sys
 
-from irg_rl.config import ConfigError, load_config
+from irg_rl.config import ConfigError, keys_epilog, load_config
 from irg_rl.tasks.shapes.self_builder import SelfReflectionDataConfig, build_self_reflection_data
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=keys_epilog(SelfReflectionDataConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="output folder (one sub-folder per improving mode)")
     parser.add_argument("--config", default=None, help="SelfReflectionDataConfig recipe YAML")

@@ -100,8 +100,10 @@ def _schema_classes():
     for mod in pkgutil.walk_packages(irg_rl.__path__, "irg_rl."):
         module = importlib.import_module(mod.name)
         for _, obj in inspect.getmembers(module, dataclasses.is_dataclass):
-            if inspect.isclass(obj) and obj.__module__ == module.__name__ and obj.__name__.endswith(
-                ("Config", "Recipe", "Spec", "Section", "Settings")
+            if (
+                inspect.isclass(obj)
+                and obj.__module__ == module.__name__
+                and obj.__name__.endswith(("Config", "Recipe", "Spec", "Section", "Settings"))
             ):
                 todo.append(obj)
     while todo:
@@ -170,3 +172,37 @@ def test_help_lists_every_key_with_its_default_and_comment(capsys):
             assert f"  {key} = {default}" in out, key
     assert "grpo.flow_ratio = 'standard'" in out and "GRPO-Guard" in out  # NFT inherits GRPO's section
     assert "nft.beta = 1.0" in out and "reference = 'auto'" in out
+
+
+SCRIPT_SCHEMAS = {
+    "sft": "irg_rl.train.sft.config:SFTRecipe",
+    "grpo": "irg_rl.train.rl.recipe:GRPORecipe",
+    "dpo": "irg_rl.train.rl.recipe:DPORecipe",
+    "nft": "irg_rl.train.rl.recipe:NFTRecipe",
+    "eval": "irg_rl.eval.eval_config:EvalRecipe",
+    "generate": "irg_rl.inference.engine_config:EngineConfig",
+    "make_shapes_data": "irg_rl.tasks.shapes.data_builder:ShapesDataConfig",
+    "make_self_reflection_data": "irg_rl.tasks.shapes.self_builder:SelfReflectionDataConfig",
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPT_SCHEMAS))
+def test_every_script_help_lists_every_recipe_key(script):
+    import importlib
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from irg_rl.config import schema_help
+
+    mod, name = SCRIPT_SCHEMAS[script].split(":")
+    rows = schema_help(getattr(importlib.import_module(mod), name))
+    root = Path(__file__).parent.parent
+    out = subprocess.run(
+        [sys.executable, str(root / "scripts" / f"{script}.py"), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    ).stdout
+    missing = [key for key, default, _ in rows if f"  {key} = {default}" not in out]
+    assert rows and not missing, f"scripts/{script}.py --help lacks {missing[:5]}"

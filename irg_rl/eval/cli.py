@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from irg_rl.config import ConfigError, load_config, to_yaml
+from irg_rl.config import ConfigError, keys_epilog, load_config, to_yaml
 from irg_rl.eval.eval_config import EvalRecipe
 from irg_rl.eval.prompt_sets import PromptSetError, prompt_set_names
 
@@ -14,7 +14,9 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> dict | None:
     ap = argparse.ArgumentParser(
-        description="Generate multi-turn outputs (no-think, think = turn 1, IRG = turn 2) and score every turn."
+        description="Generate multi-turn outputs (no-think, think = turn 1, IRG = turn 2) and score every turn.",
+        epilog=keys_epilog(EvalRecipe),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--config", default=None, help="EvalRecipe YAML (default: the embedded tiny setting)")
     ap.add_argument(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from irg_rl.config import ConfigError, load_config
+from irg_rl.config import ConfigError, keys_epilog, load_config
 
 from .components import build_components, resolve_system_prompt
 from .engine import IRGEngine
@@ -32,7 +32,11 @@ def side_by_side(images: list[np.ndarray], gap: int = 4) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__,
+        epilog=keys_epilog(EngineConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument(
         "--config", default=None, help="EngineConfig recipe YAML (default: the embedded tiny setting)"
     )
