@@ -145,7 +145,7 @@ def _run(mutation: Mutation, scratch: Path) -> tuple[bool, float, str]:
     """(caught, seconds, last output line) for one mutation applied in `scratch`."""
     target = scratch / mutation.path
     original = target.read_text()
-    if original.count(mutation.old) != 1:
+    if mutation.old and original.count(mutation.old) != 1:
         raise SystemExit(
             f"{mutation.name}: '{mutation.old}' occurs {original.count(mutation.old)} times in {target}"
         )
@@ -181,6 +181,15 @@ def main(argv: list[str] | None = None) -> None:
         for sub in ("irg_rl", "rewards", "tests", "experiments"):
             shutil.copytree(ROOT / sub, scratch / sub, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "pyproject.toml", scratch / "pyproject.toml")
+        # control: the unmutated copy must pass the same tests, or a "caught" would mean nothing
+        tests = tuple(sorted({t for m in chosen for t in m.tests}))
+        control = Mutation("control (no mutation)", chosen[0].path, "", "", tests)
+        failed, secs, last = _run(control, scratch)
+        if failed:
+            raise SystemExit(
+                f"the unmutated copy fails its tests ({last}); fix them before checking mutations"
+            )
+        print(f"control: {len(tests)} test files pass unmutated ({secs:.0f} s)", flush=True)
         rows, survived = [], 0
         for m in chosen:
             caught, secs, last = _run(m, scratch)
