@@ -18,6 +18,7 @@ PY=${PY:-python3}
 CKPT=${CKPT_DIR:-$(mktemp -d)}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
+. "$(dirname "$0")/ensure_plugins.sh"
 trap 'rm -rf "$CKPT"' EXIT
 
 if [ $DRY = 1 ]; then

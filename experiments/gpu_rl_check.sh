@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks of the RL path on one H100/H200 (what CI cannot run): the `gpu`-marked tests (rollout workers on
-# CUDA, CUDA-IPC weight sync, GRPO on CUDA with the local and the Ray + CUDA-IPC rollout), then `bench.py rl` at
+# CUDA, CUDA-IPC weight sync, GRPO on CUDA with the local and the Ray + CUDA-IPC rollout), then `python -m experiments.bench rl` at
 # BAGEL-7B-MoT dims (4 of 28 layers, 512^2, LoRA r16 on the generation expert) with the local rollout and with a
 # colocated Ray worker fed over CUDA-IPC. Results go to $OUT (default runs/gpu_rl_check); ~6 min on an H200.
 #   OUT=runs/gpu_rl_check bash experiments/gpu_rl_check.sh
@@ -8,6 +8,7 @@ set -u
 OUT=${OUT:-runs/gpu_rl_check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
+. "$(dirname "$0")/ensure_plugins.sh"
 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 timeout 300 $PY -m pytest -q -m gpu tests/test_gpu_rl.py -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1
