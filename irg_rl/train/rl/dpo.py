@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from irg_rl.distributed.zero3 import index_chunks, padded_schedule
+from irg_rl.distributed.zero3 import index_chunks
 from irg_rl.inference.rescoring import rescore
 from irg_rl.inference.trajectory import TrajectoryBatch
 from irg_rl.rollout.rewards import TrajectoryRewards
@@ -74,7 +74,7 @@ class DPOTrainer(RLLoop):
         # `train.micro_batch` counts trajectories and a pair's two share a pass: micro_batch // 2 pairs (>= 1)
         mb = self.recipe.train.micro_batch
         chunks = index_chunks(P, max(1, mb // 2) if mb else 0)
-        sched = padded_schedule(chunks, s.lockstep(len(chunks)))
+        sched = s.micro_batches(chunks)
         if not has_pairs:
             sched = [(idx, 0.0) for idx, _ in sched]
         subs = [batch.subset(torch.cat([chosen[c], rejected[c]]).tolist()) for c, _ in sched]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 
-from irg_rl.distributed.zero3 import index_chunks, padded_schedule
+from irg_rl.distributed.zero3 import index_chunks
 from irg_rl.inference.rescoring import rescore
 from irg_rl.inference.sde import sliding_window_start
 from irg_rl.inference.trajectory import TrajectoryBatch
@@ -132,8 +132,8 @@ class GRPOTrainer(RLLoop):
         """(micro-batch schedule, whether any group has a signal) for a batch of `n` trajectories."""
         s = self.setup
         micro = self._micro_batches(n)
-        # every rank runs as many passes as the busiest one (zero-weight repeats; see RLSetup.lockstep)
-        sched = padded_schedule(micro, s.lockstep(len(micro)))
+        # every rank runs as many passes as the busiest one (zero-weight repeats; RLSetup.micro_batches)
+        sched = s.micro_batches(micro)
         # one decision for all ranks: a rank stepping alone would leave DDP replicas apart
         any_valid = s.lockstep(int(bool(credit.valid_1.any() or credit.valid_2.any()))) > 0
         return sched, any_valid

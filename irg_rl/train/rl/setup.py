@@ -30,7 +30,7 @@ from torch import nn
 from irg_rl.config import to_yaml
 from irg_rl.distributed.accelerator import PackedForward, make_accelerator
 from irg_rl.distributed.weight_export import merged_state_dict
-from irg_rl.distributed.zero3 import max_across, sharded_reference, zero_stage
+from irg_rl.distributed.zero3 import max_across, padded_schedule, sharded_reference, zero_stage
 from irg_rl.models import BagelModel, PackedOutput
 from irg_rl.models.checkpoint import load_checkpoint, save_state_checkpoint
 from irg_rl.train import checkpointing as ckpt
@@ -225,6 +225,11 @@ class RLSetup:
         (a collective). DDP and DeepSpeed reduce in each backward and ZeRO-3 gathers in each forward, so a rank
         with fewer passes pads with zero-weight dummies instead of leaving the others waiting."""
         return max_across(self.acc, n)
+
+    def micro_batches(self, chunks: list[list[int]]) -> list[tuple[list[int], float]]:
+        """This rank's micro-batches as (indices, weight), padded to the busiest rank's count with zero-weight
+        repeats (`padded_schedule`), so every rank runs the same number of forward / backward passes."""
+        return padded_schedule(chunks, self.lockstep(len(chunks)))
 
     def backward(self, loss: torch.Tensor, boundary: bool = True) -> None:
         """`acc.backward`, accumulating until `boundary`: DeepSpeed steps its optimiser inside the backward, which
