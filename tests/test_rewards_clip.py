@@ -130,18 +130,44 @@ def test_aesthetic_head_layouts(tiny_clip, tmp_path, layout):
     assert torch.allclose(r(b).scores, x.squeeze(-1), atol=1e-5)
 
 
-def test_geneval_colour_classifier_runs_on_tiny_clip(tiny_clip):
-    from rewards.builtins.geneval.color import GENEVAL_COLORS, ClipColorClassifier
-    from rewards.builtins.geneval.rules import Detection
+def test_geneval_colour_classifier_recomputed_by_hand_on_tiny_clip(tiny_clip):
+    """The classifier's choice equals an independent recomputation of GenEval's rule: masked crop on #999, the three
+    templates encoded, normalised, averaged and renormalised per colour, argmax of the cosine similarity."""
+    import torch
 
-    clf = ClipColorClassifier("tiny-clip-test", str(tiny_clip["dir"] / "open_clip_bare.pt"))
-    img = Image.new("RGB", (32, 32), "white")
+    from rewards.builtins.geneval.color import GENEVAL_COLORS, ClipColorClassifier, masked_crop
+    from rewards.builtins.geneval.rules import Detection
+    from rewards.builtins.open_clip_model import load_open_clip
+
+    ckpt = str(tiny_clip["dir"] / "open_clip_bare.pt")
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     mask = np.zeros((32, 32), bool)
     mask[4:12, 4:12] = True
-    colors = clf.classify(
-        img, [Detection("car", 0.9, (0, 0, 16, 16), mask=mask), Detection("car", 0.9, (16, 16, 32, 32))]
-    )
-    assert len(colors) == 2 and all(c in GENEVAL_COLORS for c in colors)
+    dets = [Detection("car", 0.9, (0, 0, 16, 16), mask=mask), Detection("dog", 0.9, (16, 16, 32, 32))]
+    crop = np.asarray(masked_crop(img, dets[0]))
+    assert (crop[12:, 12:] == 153).all() and (crop[4:12, 4:12] == np.asarray(img)[4:12, 4:12]).all()
+
+    got = ClipColorClassifier("tiny-clip-test", ckpt).classify(img, dets)
+    model, preprocess, tokenizer = load_open_clip("tiny-clip-test", ckpt, "cpu", None)
+    want = []
+    with torch.no_grad():
+        for d in dets:
+            feat = torch.nn.functional.normalize(
+                model.encode_image(preprocess(masked_crop(img, d))[None]), dim=-1
+            )[0]
+            sims = []
+            for c in GENEVAL_COLORS:
+                prompts = [
+                    f"a photo of a {c} {d.label}",
+                    f"a photo of a {c}-colored {d.label}",
+                    f"a photo of a {c} object",
+                ]
+                emb = torch.nn.functional.normalize(model.encode_text(tokenizer(prompts)), dim=-1).mean(0)
+                sims.append(float(torch.nn.functional.normalize(emb, dim=-1) @ feat))
+            assert max(sims) - min(sims) > 1e-6  # the colours are told apart, so the argmax means something
+            want.append(GENEVAL_COLORS[int(np.argmax(sims))])
+    assert got == want
 
 
 def _tiny_pickscore_dir(path):
