@@ -21,9 +21,7 @@ _TOK = None
 def tokenizer():
     global _TOK
     if _TOK is None:
-        _TOK = train_tokenizer(
-            shapes_texts(ShapesWorldConfig(), num=60) + [t for t in [SYSTEM] if t], vocab_size=400
-        )
+        _TOK = train_tokenizer(shapes_texts(ShapesWorldConfig(), [SYSTEM], num=60), vocab_size=400)
     return _TOK
 
 

@@ -34,7 +34,7 @@ __all__ = ["main"]
 def _build(args, device: torch.device):
     world = ShapesWorldConfig()
     sampling = tiny_sampling() if args.preset == "tiny" else IRGSamplingConfig()
-    tok = train_tokenizer(shapes_texts(world) + [t for t in [sampling.system_prompt] if t], vocab_size=1024)
+    tok = train_tokenizer(shapes_texts(world, [sampling.system_prompt]), vocab_size=1024)
     cfg = PRESETS[args.preset]()
     cfg.llm.vocab_size = max(cfg.llm.vocab_size, len(tok))
     if args.layers:

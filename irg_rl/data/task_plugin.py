@@ -11,6 +11,7 @@ Prompts are GenEval-schema metadata dicts with at least a `"prompt"` string.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -38,8 +39,9 @@ class Task(Protocol):
         """`meta` checked against the task (ValueError naming `where` and the field otherwise)."""
         ...
 
-    def tokenizer_texts(self) -> list[str]:
-        """Texts to train a tokenizer for a randomly initialised model: prompts, plans, reflection phrases."""
+    def tokenizer_texts(self, extra: Sequence[str] = ()) -> list[str]:
+        """Texts to train a tokenizer for a randomly initialised model: prompts, plans, reflection phrases, then the
+        non-empty `extra` (e.g. the system prompt)."""
         ...
 
     def reward_args(self, reward_name: str) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def build_components(ec: EngineConfig, device: str | torch.device = "cpu") -> En
             )
         return EngineComponents(ck.model.eval(), ck.tokenizer, ck.vae, ec.model.source)
     cfg = ec.model.build_config()
-    texts = build_task(ec.task).tokenizer_texts() + [t for t in [ec.sampling.system_prompt] if t]
+    texts = build_task(ec.task).tokenizer_texts([ec.sampling.system_prompt])
     tok = train_tokenizer(texts, vocab_size=min(cfg.llm.vocab_size, 2048))
     cfg.llm.vocab_size = max(cfg.llm.vocab_size, len(tok))
     model = build_model(cfg, special_token_ids(tok), dtype=dtype, device=device, seed=ec.init_seed).eval()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,11 +27,14 @@ def world_from_options(options: dict[str, Any]) -> ShapesWorldConfig:
     return ShapesWorldConfig(**options)
 
 
-def shapes_texts(world: ShapesWorldConfig, num: int = 300, seed: int = 0) -> list[str]:
-    """Texts to train a tokenizer for ShapesWorld: prompts, plans and reflection headings."""
+def shapes_texts(
+    world: ShapesWorldConfig, extra: Sequence[str] = (), num: int = 300, seed: int = 0
+) -> list[str]:
+    """Texts to train a tokenizer for ShapesWorld: prompts, plans, reflection headings, then the non-empty `extra`."""
     metas = generate_prompts(world, num, seed=seed)
     rng = np.random.default_rng(seed)
-    return [m["prompt"] for m in metas] + [write_think1(m, rng) for m in metas[: num // 2]] + list(HEADINGS)
+    texts = [m["prompt"] for m in metas] + [write_think1(m, rng) for m in metas[: num // 2]] + list(HEADINGS)
+    return texts + [t for t in extra if t]
 
 
 class ShapesTask:
@@ -50,8 +54,8 @@ class ShapesTask:
     def check_prompt(self, meta: dict, where: str) -> dict:
         return validate_meta(meta, self.world, where=where)
 
-    def tokenizer_texts(self) -> list[str]:
-        return shapes_texts(self.world)
+    def tokenizer_texts(self, extra: Sequence[str] = ()) -> list[str]:
+        return shapes_texts(self.world, extra)
 
     def reward_args(self, reward_name: str) -> dict[str, Any]:
         # the exact scorer and the GenEval rules over the ShapesWorld detector must judge in this world
