@@ -13,6 +13,7 @@ RECIPES = Path(__file__).parent.parent / "recipes"
 SCHEMAS = {
     "sft_stage1": SFTRecipe,
     "sft_stage2": SFTRecipe,
+    "sft_stage2_self": SFTRecipe,
     "grpo": GRPORecipe,
     "dpo": DPORecipe,
     "nft": NFTRecipe,

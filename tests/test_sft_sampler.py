@@ -124,3 +124,21 @@ def test_missing_mode_folder_says_what_to_do(tmp_path):
     write_mode_shard(tmp_path, INITIAL_FULL, [_conv(INITIAL_FULL, 0)])
     with pytest.raises(FileNotFoundError, match="weight 0"):
         MixedSampler(tmp_path, {INITIAL_FULL: 1.0, IMPROVING_FULL: 1.0})
+
+
+def test_extra_roots_add_their_files_to_a_mode(root, tmp_path):
+    extra = tmp_path / "self_rows"
+    write_mode_shard(extra, IMPROVING_FULL, [_conv("self", i) for i in range(10)])
+    s = ModeStream([root, extra], IMPROVING_FULL, seed=0, shuffle_files=False)
+    # root's 30 rows, then the extra root's 10, each exactly once per epoch
+    seen = [s.next()[3][0].content for _ in range(40)]
+    assert sorted(seen) == sorted(
+        [f"{IMPROVING_FULL}:{i}" for i in range(30)] + [f"self:{i}" for i in range(10)]
+    )
+    # a mode only the main root has still reads from it alone
+    assert len(ModeStream([root, extra], INITIAL_FULL).files) == 2
+
+
+def test_missing_extra_root_is_named(root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        MixedSampler([root, tmp_path / "nowhere"], {INITIAL_FULL: 1.0})

@@ -1,4 +1,5 @@
-"""The `make demo` pipeline on ShapesWorld: data -> SFT stage 1 -> SFT stage 2 -> GRPO -> per-turn evaluation.
+"""The `make demo` pipeline on ShapesWorld: data -> SFT stage 1 -> SFT stage 2 -> reflection rows on the model's own
+first images -> SFT stage 2 continued on them -> GRPO -> per-turn evaluation.
 
 Every stage runs from the repository's recipes (`recipes/shapes/*.yaml`) with only paths overridden, so what
 the demo does is what a user gets from the scripts. Finished stages are reused on a rerun (`--fresh` redoes all).
@@ -22,6 +23,7 @@ EVAL_ROWS: dict[str, tuple[str, str | None]] = {
     "eval_untrained": ("untrained", None),
     "eval_sft_stage1": ("SFT stage 1", "sft_stage1"),
     "eval_sft_stage2": ("SFT stage 2", "sft_stage2"),
+    "eval_sft_stage2_self": ("SFT stage 2 + own-image rows", "sft_stage2_self"),
     "eval_grpo": ("GRPO", "grpo"),
 }
 
@@ -36,6 +38,8 @@ class DemoOptions:
     fresh: bool = False
     # ShapesWorld training prompts (conversations per learning mode)
     num_prompts: int = 2000
+    # training prompts whose first image the stage-2 model draws and the scorer labels (own-image reflection rows)
+    self_prompts: int = 1000
     # held-out evaluation of the stage-2 and RL checkpoints: images per held-out prompt (8 x 106 prompts = 848
     # trajectories, binomial standard error <= 0.017)
     eval_images_per_prompt: int = 8
@@ -45,7 +49,16 @@ class DemoOptions:
     overrides: dict[str, list[str]] = field(default_factory=dict)
     # stages to run, in order (a prefix of the full list is fine, e.g. to stop after SFT)
     stages: list[str] = field(
-        default_factory=lambda: ["data", "sft_stage1", "sft_stage2", "grpo", *EVAL_ROWS, "report"]
+        default_factory=lambda: [
+            "data",
+            "sft_stage1",
+            "sft_stage2",
+            "self_data",
+            "sft_stage2_self",
+            "grpo",
+            *EVAL_ROWS,
+            "report",
+        ]  # fmt: skip
     )
 
 
@@ -72,12 +85,25 @@ def _data_stage(opts: DemoOptions, out: Path) -> Stage:
     return Stage("data", run)
 
 
+def _self_data_stage(opts: DemoOptions, out: Path) -> Stage:
+    def run(folder: Path) -> dict:
+        from irg_rl.tasks.shapes.self_builder import SelfReflectionDataConfig, build_self_reflection_data
+
+        overrides = [f"model={_latest_checkpoint(out / 'sft_stage2')}", f"num_prompts={opts.self_prompts}"]
+        cfg = load_config(SelfReflectionDataConfig, None, overrides + opts.overrides.get("self_data", []))
+        return build_self_reflection_data(folder, cfg)
+
+    return Stage("self_data", run)
+
+
 def _sft_stage(opts: DemoOptions, out: Path, name: str, init_from: str | None) -> Stage:
     def run(folder: Path) -> dict:
         from irg_rl.train.sft.config import SFTRecipe
         from irg_rl.train.sft.trainer import train
 
         overrides = [f"data.root={out / 'data'}", f"train.output_dir={folder}"]
+        if name == "sft_stage2_self":
+            overrides.append(f"data.extra_roots=[{out / 'self_data'}]")
         if init_from:
             overrides.append(f"init.from_checkpoint={_latest_checkpoint(out / init_from)}")
         recipe = load_config(SFTRecipe, _recipe(name), overrides + opts.overrides.get(name, []))
@@ -94,7 +120,7 @@ def _grpo_stage(opts: DemoOptions, out: Path) -> Stage:
         from irg_rl.train.rl.recipe import GRPORecipe
 
         overrides = [
-            f"model.source={_latest_checkpoint(out / 'sft_stage2')}",
+            f"model.source={_latest_checkpoint(out / 'sft_stage2_self')}",
             f"train.output_dir={folder}",
             # the demo evaluates every stage with the same harness afterwards
             "eval.at_start=false",
@@ -114,7 +140,7 @@ def _eval_stage(opts: DemoOptions, out: Path, name: str, trained_by: str | None)
         from irg_rl.eval.runner import run_eval, summary_columns, summary_row
 
         source = str(_latest_checkpoint(out / trained_by)) if trained_by else "tiny"
-        main_row = trained_by in ("sft_stage2", "grpo")
+        main_row = trained_by in ("sft_stage2", "sft_stage2_self", "grpo")
         images = opts.eval_images_per_prompt if main_row else opts.baseline_images_per_prompt
         overrides = [
             f"model.source={source}",
@@ -151,6 +177,8 @@ def build_stages(opts: DemoOptions) -> list[Stage]:
         "data": lambda: _data_stage(opts, out),
         "sft_stage1": lambda: _sft_stage(opts, out, "sft_stage1", None),
         "sft_stage2": lambda: _sft_stage(opts, out, "sft_stage2", "sft_stage1"),
+        "self_data": lambda: _self_data_stage(opts, out),
+        "sft_stage2_self": lambda: _sft_stage(opts, out, "sft_stage2_self", "sft_stage2"),
         "grpo": lambda: _grpo_stage(opts, out),
         "report": lambda: _report_stage(opts, out),
         **{name: (lambda n=name, t=t: _eval_stage(opts, out, n, t)) for name, (_, t) in EVAL_ROWS.items()},

@@ -72,6 +72,9 @@ class DataSection(PackingSection):
 
     # dataset root holding one folder of parquet files per learning mode (official IRGL layout)
     root: str = MISSING
+    # more dataset roots in the same layout, read beside root: each mode's files are root's, then these in order
+    # (e.g. reflection rows on the model's own first images from scripts/make_self_reflection_data.py)
+    extra_roots: list[str] = field(default_factory=list)
     # sampling weight per learning mode; modes left out (or weight 0) are not read
     mode_weights: dict[str, float] = field(default_factory=lambda: dict(STAGE1_WEIGHTS))
     # modes of which every packed micro-batch holds at least one sample (drawn first)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,7 @@ class ModeStream:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | Sequence[str | Path],
         mode: str,
         rank: int = 0,
         world_size: int = 1,
@@ -68,10 +69,13 @@ class ModeStream:
         stats: ReadStats | None = None,
     ):
         self.mode = check_mode(mode)
-        self.files = mode_files(root, mode)
+        roots = as_roots(root)
+        # the roots' files in root order, each root's sorted: one mode can be spread over several datasets
+        self.files = [f for r in roots for f in mode_files(r, mode)]
         if not self.files:
+            where = ", ".join(str(Path(r) / mode) for r in roots)
             raise FileNotFoundError(
-                f"no parquet files for mode '{mode}' under {Path(root) / mode}; "
+                f"no parquet files for mode '{mode}' under {where}; "
                 f"give it weight 0 in data.mode_weights or build the data"
             )
         self.rank, self.world_size, self.seed = rank, world_size, seed
@@ -146,12 +150,23 @@ class ModeStream:
         )
 
 
+def as_roots(root: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One dataset root or several, as a list of existing folders (a missing one is an error naming it)."""
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    if not roots:
+        raise ValueError("no dataset root given")
+    for r in roots:
+        if not r.is_dir():
+            raise FileNotFoundError(f"IRGL data root not found: {r} (data.root / data.extra_roots)")
+    return roots
+
+
 class MixedSampler:
     """Draws samples from the modes by weight; mandatory modes first in every micro-batch."""
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | Sequence[str | Path],
         mode_weights: dict[str, float],
         rank: int = 0,
         world_size: int = 1,

@@ -98,7 +98,7 @@ class SFTTrainer:
         d = r.data
         self.pack_opts = PackingOptions.from_data(d, r.loss.timestep_shift, t.seed)
         self.sampler = MixedSampler(
-            d.root, d.mode_weights, self.acc.process_index, self.acc.num_processes, t.seed,
+            [d.root, *d.extra_roots], d.mode_weights, self.acc.process_index, self.acc.num_processes, t.seed,
             d.mandatory_modes, d.shuffle_files, d.on_error, d.check_images,
         )  # fmt: skip
         params = [p for p in bagel.parameters() if p.requires_grad]
