@@ -199,8 +199,21 @@ def _table(summary: dict) -> list[str]:
         f"{all(r['irg'] > summary['start']['irg'] for r in seeds.values())}. Turn 2 above turn 1 on every seed: "
         f"{all(r['irg'] > r['think'] for r in seeds.values())} (smallest margin "
         f"{min(r['irg'] - r['think'] for r in seeds.values()):+.3f}).",
+        "",
+        _margin_line(seeds, irg["max"] - irg["min"]),
     ]
     return lines
+
+
+def _margin_line(seeds: dict, irg_range: float) -> str:
+    """Turn 2 - turn 1 per seed, read against both seed ranges: the margins' own and turn 2's."""
+    margins = [r["irg"] - r["think"] for r in seeds.values()]
+    spread = max(margins) - min(margins)
+    return (
+        f"Margins turn 2 - turn 1: {' / '.join(f'{x:+.3f}' for x in margins)} (range {spread:.3f}). Smallest "
+        f"margin above the margins' seed range: {min(margins) > spread}; above turn 2's seed range "
+        f"({irg_range:.3f}): {min(margins) > irg_range}."
+    )
 
 
 def run_seed_study(opts: SeedStudyOptions) -> dict:
