@@ -92,7 +92,11 @@ def test_summary_table_rows_have_as_many_cells_as_the_header():
 def test_margin_line_reads_the_margins_against_both_seed_ranges():
     from experiments.demo.seed_study import _margin_line
 
-    seeds = {0: {"think": 0.60, "irg": 0.64}, 1: {"think": 0.70, "irg": 0.75}, 2: {"think": 0.50, "irg": 0.52}}
+    seeds = {
+        0: {"think": 0.60, "irg": 0.64},
+        1: {"think": 0.70, "irg": 0.75},
+        2: {"think": 0.50, "irg": 0.52},
+    }
     line = _margin_line(seeds, irg_range=0.75 - 0.52)
     # margins +0.04 / +0.05 / +0.02: their range 0.03 is above the smallest margin 0.02; turn 2's range 0.23 too
     assert "+0.040 / +0.050 / +0.020 (range 0.030)" in line
