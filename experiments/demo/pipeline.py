@@ -39,12 +39,12 @@ class DemoOptions:
     # ShapesWorld training prompts (conversations per learning mode)
     num_prompts: int = 2000
     # training prompts whose first image the stage-2 model draws and the scorer labels (own-image reflection rows)
-    self_prompts: int = 1000
+    self_prompts: int = 2000
     # held-out evaluation of the stage-2 and RL checkpoints: images per held-out prompt (8 x 106 prompts = 848
     # trajectories, binomial standard error <= 0.017)
     eval_images_per_prompt: int = 8
     # the same for the reference rows (untrained, stage 1), which score near 0: fewer images keep the demo short
-    baseline_images_per_prompt: int = 2
+    baseline_images_per_prompt: int = 1
     # extra key=value overrides per stage, e.g. {"sft_stage1": ["train.max_steps=10"]} (used by tests)
     overrides: dict[str, list[str]] = field(default_factory=dict)
     # stages to run, in order (a prefix of the full list is fine, e.g. to stop after SFT)
