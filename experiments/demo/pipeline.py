@@ -58,7 +58,7 @@ class DemoOptions:
             "grpo",
             *EVAL_ROWS,
             "report",
-        ]  # fmt: skip
+        ]
     )
 
 
