@@ -96,14 +96,16 @@ def _self_data_stage(opts: DemoOptions, out: Path) -> Stage:
     return Stage("self_data", run)
 
 
-def _sft_stage(opts: DemoOptions, out: Path, name: str, init_from: str | None) -> Stage:
+def _sft_stage(
+    opts: DemoOptions, out: Path, name: str, init_from: str | None, extra_roots: tuple[str, ...] = ()
+) -> Stage:
     def run(folder: Path) -> dict:
         from irg_rl.train.sft.config import SFTRecipe
         from irg_rl.train.sft.trainer import train
 
         overrides = [f"data.root={out / 'data'}", f"train.output_dir={folder}"]
-        if name == "sft_stage2_self":
-            overrides.append(f"data.extra_roots=[{out / 'self_data'}]")
+        if extra_roots:
+            overrides.append(f"data.extra_roots=[{','.join(str(out / r) for r in extra_roots)}]")
         if init_from:
             overrides.append(f"init.from_checkpoint={_latest_checkpoint(out / init_from)}")
         recipe = load_config(SFTRecipe, _recipe(name), overrides + opts.overrides.get(name, []))
@@ -178,7 +180,9 @@ def build_stages(opts: DemoOptions) -> list[Stage]:
         "sft_stage1": lambda: _sft_stage(opts, out, "sft_stage1", None),
         "sft_stage2": lambda: _sft_stage(opts, out, "sft_stage2", "sft_stage1"),
         "self_data": lambda: _self_data_stage(opts, out),
-        "sft_stage2_self": lambda: _sft_stage(opts, out, "sft_stage2_self", "sft_stage2"),
+        "sft_stage2_self": lambda: _sft_stage(
+            opts, out, "sft_stage2_self", "sft_stage2", extra_roots=("self_data",)
+        ),
         "grpo": lambda: _grpo_stage(opts, out),
         "report": lambda: _report_stage(opts, out),
         **{name: (lambda n=name, t=t: _eval_stage(opts, out, n, t)) for name, (_, t) in EVAL_ROWS.items()},
