@@ -176,3 +176,44 @@ def test_think_texts_vary_and_reflections_have_structure():
     assert np.mean(words) < 80
     assert not reflection_has_structure("<think> fine </think>")
     assert not reflection_has_structure(r.replace("Step-by-Step Modification Guidance", "Steps"))
+
+
+def test_checklist_reflection_marks_each_requirement_before_the_verdict():
+    from irg_rl.tasks.shapes.text import KEEP_VERDICT, REVISE_VERDICT
+    from irg_rl.tasks.shapes.world import SceneObject
+
+    cfg = ShapesWorldConfig()
+    meta = {
+        "tag": "color_attr",
+        "include": [
+            {"class": "circle", "count": 1, "color": "red"},
+            {"class": "square", "count": 1, "color": "blue"},
+        ],
+        "prompt": "a photo of a red circle and a blue square",
+    }
+    size = cfg.object_px
+    wrong = [SceneObject("circle", "red", 4, 4, size), SceneObject("square", "green", 20, 20, size)]
+    right = [SceneObject("circle", "red", 4, 4, size), SceneObject("square", "blue", 20, 20, size)]
+    extra = right + [SceneObject("triangle", "red", 28, 4, size)]
+    texts = {}
+    for name, scene in (("wrong", wrong), ("right", right), ("extra", extra)):
+        score = score_image(render_scene(scene, cfg), meta, cfg)
+        texts[name] = write_reflection(meta, score, 0, right, cfg, style="checklist")
+        assert reflection_has_structure(texts[name])
+    assert "Check: a red circle, yes; a blue square, no; nothing else, yes." in texts["wrong"]
+    assert "Check: a red circle, yes; a blue square, yes; nothing else, yes." in texts["right"]
+    assert "Check: a red circle, yes; a blue square, yes; nothing else, no." in texts["extra"]
+    # the verdict comes after the checklist, and the checklist itself matches neither verdict pattern
+    for name, pattern in (("wrong", REVISE_VERDICT), ("right", KEEP_VERDICT), ("extra", REVISE_VERDICT)):
+        check_end = texts[name].index("Check:") + texts[name][texts[name].index("Check:") :].index(".")
+        assert pattern.search(texts[name]).start() > check_end
+        assert not KEEP_VERDICT.search(texts[name][:check_end]) and not REVISE_VERDICT.search(
+            texts[name][:check_end]
+        )
+    # the other style has no checklist, and an unknown style is refused
+    score = score_image(render_scene(wrong, cfg), meta, cfg)
+    assert "Check:" not in write_reflection(meta, score, 0, right, cfg, style="verdict_first")
+    with pytest.raises(ValueError, match="style"):
+        write_reflection(meta, score, 0, right, cfg, style="list")
+    with pytest.raises(ValueError, match="reflection_style"):
+        ShapesWorldConfig(reflection_style="list")

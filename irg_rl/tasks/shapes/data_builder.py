@@ -104,7 +104,9 @@ def make_example(
             f"scorer disagrees with the construction of image_1 for '{meta['prompt']}' ({kind}): "
             f"strict={score_1.strict}; seen: {score_1.description}"
         )
-    think_2 = write_reflection(meta, score_1, rng, scene, world, final_scene=layout_in_text)
+    think_2 = write_reflection(
+        meta, score_1, rng, scene, world, final_scene=layout_in_text, style=world.reflection_style
+    )
     return ShapesExample(meta, think_1, image_1, think_2, image_2, kind, score_1.strict)
 
 

@@ -95,7 +95,7 @@ def label_example(
     else:
         target = layout_scene(meta, world, rng)
         image_2 = render_scene(target, world)
-    think_2 = write_reflection(meta, score_1, rng, target, world)
+    think_2 = write_reflection(meta, score_1, rng, target, world, style=world.reflection_style)
     kind = "model_right" if right else "model_wrong"
     return ShapesExample(meta, think_1, image_1, think_2, image_2, kind, score_1.strict)
 

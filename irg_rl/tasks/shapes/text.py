@@ -154,6 +154,32 @@ def _clause_sentence(c: dict, meta: dict) -> str:
     return f"There must be fewer than {number_word(c['limit'])} {plural(c['class'], 2)}, but I see {number_word(c['found'])}."
 
 
+def _check_item(c: dict, meta: dict) -> str:
+    """One requirement of the prompt, as the checklist names it: 'a red circle', 'the circle left of the square'."""
+    if c["kind"] == "count":
+        return noun_phrase(c["class"], c["need"])
+    if c["kind"] == "color":
+        return noun_phrase(c["class"], c["need"], c["color"])
+    if c["kind"] == "position":
+        return f"the {c['class']} {c['relation']} the {meta['include'][c['target']]['class']}"
+    if c["kind"] == "extra":
+        return "nothing else"
+    return f"fewer than {number_word(c['limit'])} {plural(c['class'], 2)}"
+
+
+def checklist(score_of_image1, meta: dict) -> str:
+    """'Check: a red circle, yes; a blue square, no; nothing else, yes.' (every clause of the scorer's reading
+    of image_1, in prompt order; an include's count is folded into its colour clause, which implies it)."""
+    clauses = score_of_image1.clauses
+    with_color = {c["include"] for c in clauses if c["kind"] == "color"}
+    items = [
+        f"{_check_item(c, meta)}, {'yes' if c['ok'] else 'no'}"
+        for c in clauses
+        if not (c["kind"] == "count" and c["include"] in with_color)
+    ]
+    return "Check: " + "; ".join(items) + "."
+
+
 def edit_steps(detected, target: Scene, cfg: ShapesWorldConfig) -> list[str]:
     """Edits that turn the seen objects into the target scene: keep/move, recolour, reshape, add, remove.
 
@@ -201,18 +227,25 @@ def write_reflection(
     target_scene: Scene | None = None,
     cfg: ShapesWorldConfig | None = None,
     final_scene: bool = True,
+    style: str = "verdict_first",
 ) -> str:
     """The four-part reflection on image_1, `<think> ... </think>`.
 
     score_of_image1: the ShapesScore of image_1 (its description and failed clauses drive the text).
     target_scene (+ cfg): the improved image's scene, for concrete edit steps and (when `final_scene`) the final
     prompt; with `final_scene=False` the final prompt is the user prompt alone.
+    style: "checklist" puts `checklist(...)` between the description and the verdict; "verdict_first" does not
+    (ShapesWorldConfig.reflection_style).
     """
     rng = as_rng(rng)
     if target_scene is not None and cfg is None:
         raise ValueError("write_reflection: pass cfg together with target_scene")
     ok = score_of_image1.strict >= 1.0
     desc = score_of_image1.description
+    if style == "checklist":
+        desc += " " + checklist(score_of_image1, meta)
+    elif style != "verdict_first":
+        raise ValueError(f"write_reflection: style must be 'checklist' or 'verdict_first', got {style!r}")
     if ok:
         analysis = (
             desc

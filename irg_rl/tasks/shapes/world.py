@@ -30,6 +30,9 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
 # GenEval's spatial relations; each maps to the relation that holds with the roles swapped.
 RELATIONS: dict[str, str] = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
+# how a reflection reaches its verdict (ShapesWorldConfig.reflection_style)
+REFLECTION_STYLES: tuple[str, ...] = ("checklist", "verdict_first")
+
 TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 
@@ -71,6 +74,11 @@ class ShapesWorldConfig:
     # also require that nothing beyond the prompt's objects is drawn (GenEval's own rules allow extras, which
     # lets an image full of random shapes pass single-object prompts; false = GenEval's rules exactly)
     forbid_extra_objects: bool = True
+    # how a reflection reaches its verdict: "checklist" = the description of image_1, then each of the prompt's
+    # requirements marked yes / no ("Check: a red circle, yes; nothing else, no."), then the verdict, so the
+    # verdict follows from text the model has just written; "verdict_first" = the description, then the verdict
+    # (the requirements that failed are named after it). Both the synthetic and the own-image data use it.
+    reflection_style: str = "checklist"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -90,6 +98,8 @@ class ShapesWorldConfig:
         for name, values in (("shapes", self.shapes), ("colors", self.colors)):
             if len(set(values)) != len(values):
                 raise ValueError(f"ShapesWorldConfig.{name}: duplicate entries in {list(values)}")
+        if self.reflection_style not in REFLECTION_STYLES:
+            raise _unknown("reflection_style", self.reflection_style, REFLECTION_STYLES)
         if self.layout not in ("grid", "free"):
             raise _unknown("layout", self.layout, ("grid", "free"))
         if self.grid_size < 2:
