@@ -1,0 +1,122 @@
+"""Where a ShapesWorld reflection goes wrong: reading image_1, checking the prompt, or the verdict itself.
+
+A reflection (think_2) opens with what it sees in image_1 ("I see one red circle."), with the checklist style then
+marks each requirement of the prompt ("Check: a red circle, yes; nothing else, yes."), then gives its verdict. The
+exact scorer's reading of the same image_1 says what each part should have been. Per evaluated trajectory:
+
+- description right: the model's "I see ..." text equals the scorer's description of image_1;
+- checklist right: every item of the model's checklist equals the checklist written from the scorer's clauses;
+- verdict follows the checklist: keep exactly when every item the model wrote says yes;
+- verdict right: keep given image_1 right, revise given wrong (no verdict counts as revise).
+
+Rates are reported for all trajectories and split by image_1 right / wrong, and the verdict's accuracy is split
+by whether the description was right, which separates perception errors from reasoning errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+from irg_rl.tasks.shapes.text import KEEP_VERDICT, REVISE_VERDICT, checklist
+
+_CHECK = re.compile(r"Check:(?P<items>[^.]*)\.")
+
+
+def seen_text(think_2: str) -> str:
+    """The reflection's reading of image_1: the text before its checklist, its verdict or its first heading."""
+    body = think_2.replace("<think>", "").replace("</think>", "")
+    cuts = [
+        m.start() for m in (_CHECK.search(body), KEEP_VERDICT.search(body), REVISE_VERDICT.search(body)) if m
+    ]
+    cuts.append(body.find("\n") if "\n" in body else len(body))
+    text = body[: min(cuts)].strip()
+    # the verdict sentence may open with words before the matched phrase ("The first image already matches")
+    return re.sub(r"\s*(The first image|This is|This image|The image)\s*$", "", text).strip()
+
+
+def checklist_items(think_2: str) -> list[str] | None:
+    """['a red circle, yes', 'nothing else, no'] from the reflection's checklist, or None without one."""
+    m = _CHECK.search(think_2)
+    if m is None:
+        return None
+    return [item.strip() for item in m.group("items").split(";") if item.strip()]
+
+
+def expected_items(details: dict, meta: dict) -> list[str]:
+    """The checklist the scorer's reading of image_1 (`details`: ShapesScore.as_dict()) gives, as items."""
+    items = checklist_items(checklist(SimpleNamespace(clauses=details["clauses"]), meta))
+    return items or []
+
+
+def _rate(hits: int, n: int) -> float | None:
+    return None if n == 0 else hits / n
+
+
+def read_trajectory(sample: dict, details: dict, meta: dict) -> dict:
+    """One trajectory's reading: image_1 right, verdict, and whether each part of the reflection is right."""
+    think_2 = sample.get("think_2") or ""
+    right = details["strict"] >= 1.0
+    verdict = sample.get("verdict") or "revise"
+    items = checklist_items(think_2)
+    want = expected_items(details, meta)
+    row = {
+        "image_1_right": right,
+        "description_right": seen_text(think_2) == details["description"],
+        "verdict_right": (verdict == "keep") == right,
+        "checklist": items is not None,
+    }
+    if items is not None:
+        row["checklist_right"] = items == want
+        all_yes = bool(items) and all(i.endswith(", yes") for i in items)
+        row["verdict_follows_checklist"] = (verdict == "keep") == all_yes
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Rates over `rows` of `read_trajectory`, overall and by image_1 right / wrong."""
+
+    def rates(sub: list[dict]) -> dict:
+        out = {"n": len(sub)}
+        for key in ("description_right", "verdict_right", "checklist_right", "verdict_follows_checklist"):
+            has = [r for r in sub if key in r]
+            out[key] = _rate(sum(r[key] for r in has), len(has))
+        return out
+
+    result = {
+        "all": rates(rows),
+        "image_1_right": rates([r for r in rows if r["image_1_right"]]),
+        "image_1_wrong": rates([r for r in rows if not r["image_1_right"]]),
+    }
+    for flag in (True, False):
+        sub = [r for r in rows if r["description_right"] == flag]
+        key = "description_right" if flag else "description_wrong"
+        result[f"verdict_right_given_{key}"] = _rate(sum(r["verdict_right"] for r in sub), len(sub))
+    return result
+
+
+def read_eval(eval_dir: str | Path, prompts_file: str | Path) -> dict:
+    """Read every trajectory of a `scripts/eval.py` output folder; `prompts_file`: its GenEval metadata lines."""
+    eval_dir = Path(eval_dir)
+    metas = {}
+    for n, line in enumerate(Path(prompts_file).read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                meta = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{prompts_file}:{n}: not a JSON line ({e})") from e
+            metas[meta["prompt"]] = meta
+    results = json.loads((eval_dir / "results.json").read_text())
+    rows = []
+    for sample in results["samples"]:
+        if "think_2" not in sample:
+            continue
+        if sample["prompt"] not in metas:
+            raise ValueError(f"{prompts_file}: no line for the evaluated prompt {sample['prompt']!r}")
+        scores = json.loads((eval_dir / sample["folder"] / "scores.json").read_text())
+        rows.append(read_trajectory(sample, scores["details"]["think"], metas[sample["prompt"]]))
+    if not rows:
+        raise ValueError(f"{eval_dir}: no two-round trajectories (think_2) in results.json")
+    return summarise(rows)

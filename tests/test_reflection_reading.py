@@ -1,0 +1,117 @@
+"""The reflection probe separates a wrong reading of image_1 from a wrong check and from a verdict that does not
+follow its own checklist (hand-written reflections against the scorer's reading of a rendered scene)."""
+
+import json
+
+import pytest
+
+from experiments.probes.reflection_reading import read_eval, read_trajectory, seen_text, summarise
+from irg_rl.tasks.shapes import ShapesWorldConfig, render_scene, score_image
+from irg_rl.tasks.shapes.world import SceneObject
+
+META = {
+    "tag": "color_attr",
+    "include": [
+        {"class": "circle", "count": 1, "color": "red"},
+        {"class": "square", "count": 1, "color": "blue"},
+    ],
+    "prompt": "a photo of a red circle and a blue square",
+}
+
+
+def _details(square_color: str) -> dict:
+    cfg = ShapesWorldConfig()
+    s = cfg.object_px
+    scene = [SceneObject("circle", "red", 4, 4, s), SceneObject("square", square_color, 20, 20, s)]
+    return score_image(render_scene(scene, cfg), META, cfg).as_dict()
+
+
+def _think(seen: str, check: str, verdict: str) -> str:
+    return f"<think> {seen} {check} {verdict}\nDetailed Explanation of Required Improvements: x </think>"
+
+
+def test_seen_text_cuts_at_checklist_or_verdict():
+    assert seen_text(_think("I see one red circle.", "Check: a red circle, yes.", "The image is wrong.")) == (
+        "I see one red circle."
+    )
+    assert seen_text("<think> I see one red circle. This is already correct; I keep it. </think>") == (
+        "I see one red circle."
+    )
+
+
+def test_read_trajectory_separates_reading_check_and_verdict():
+    wrong = _details("green")
+    assert wrong["description"] == "I see one red circle and one green square."
+    right_check = "Check: a red circle, yes; a blue square, no; nothing else, yes."
+    # everything right
+    row = read_trajectory(
+        {"think_2": _think(wrong["description"], right_check, "The image is wrong."), "verdict": "revise"},
+        wrong,
+        META,
+    )
+    assert row == {
+        "image_1_right": False,
+        "description_right": True,
+        "verdict_right": True,
+        "checklist": True,
+        "checklist_right": True,
+        "verdict_follows_checklist": True,
+    }
+    # misread colour, so the check says yes everywhere, and the verdict follows it: a perception error
+    misread = read_trajectory(
+        {
+            "think_2": _think(
+                "I see one red circle and one blue square.",
+                "Check: a red circle, yes; a blue square, yes; nothing else, yes.",
+                "This is already correct.",
+            ),
+            "verdict": "keep",
+        },
+        wrong,
+        META,
+    )
+    assert (
+        misread["description_right"],
+        misread["checklist_right"],
+        misread["verdict_follows_checklist"],
+    ) == (
+        False,
+        False,
+        True,
+    )
+    assert not misread["verdict_right"]
+    # right reading and check, but a keep verdict against its own "no": a reasoning error
+    ignored = read_trajectory(
+        {"think_2": _think(wrong["description"], right_check, "This is already correct."), "verdict": "keep"},
+        wrong,
+        META,
+    )
+    assert (
+        ignored["checklist_right"]
+        and not ignored["verdict_follows_checklist"]
+        and not ignored["verdict_right"]
+    )
+    # no verdict counts as revise; no checklist leaves its keys out
+    bare = read_trajectory(
+        {"think_2": "<think> I see one red circle and one blue square. </think>"}, _details("blue"), META
+    )
+    assert bare["image_1_right"] and bare["description_right"] and not bare["verdict_right"]
+    assert "checklist_right" not in bare
+    s = summarise([row, misread, ignored, bare])
+    assert s["all"]["n"] == 4 and s["image_1_wrong"]["n"] == 3
+    assert s["image_1_wrong"]["verdict_right"] == pytest.approx(1 / 3)
+    assert s["all"]["checklist_right"] == pytest.approx(2 / 3)  # bare has no checklist
+    assert s["verdict_right_given_description_right"] == pytest.approx(1 / 3)  # row yes, ignored and bare no
+    assert s["verdict_right_given_description_wrong"] == 0.0
+
+
+def test_read_eval_names_a_prompt_missing_from_the_prompts_file(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "scores.json").write_text(json.dumps({"details": {"think": _details("blue")}}))
+    sample = {"prompt": META["prompt"], "think_2": "<think> x </think>", "folder": "s", "verdict": "keep"}
+    (tmp_path / "results.json").write_text(json.dumps({"samples": [sample]}))
+    (tmp_path / "prompts.jsonl").write_text(json.dumps({**META, "prompt": "another"}) + "\n")
+    with pytest.raises(ValueError, match="no line for the evaluated prompt"):
+        read_eval(tmp_path, tmp_path / "prompts.jsonl")
+    (tmp_path / "prompts.jsonl").write_text(json.dumps(META) + "\n")
+    assert read_eval(tmp_path, tmp_path / "prompts.jsonl")["all"]["verdict_right"] == 1.0
