@@ -115,3 +115,21 @@ def test_read_eval_names_a_prompt_missing_from_the_prompts_file(tmp_path):
         read_eval(tmp_path, tmp_path / "prompts.jsonl")
     (tmp_path / "prompts.jsonl").write_text(json.dumps(META) + "\n")
     assert read_eval(tmp_path, tmp_path / "prompts.jsonl")["all"]["verdict_right"] == 1.0
+
+
+def test_seen_objects_ignores_order_and_adds_repeats():
+    from experiments.probes.reflection_reading import seen_objects
+
+    a = seen_objects(
+        "I see one purple triangle and one yellow circle. The purple triangle is above the yellow circle."
+    )
+    assert a == seen_objects("I see one yellow circle and one purple triangle.")
+    assert a == {("purple", "triangle"): 1, ("yellow", "circle"): 1}
+    assert seen_objects("I see two purple squares and one purple square.") == {("purple", "square"): 3}
+    assert seen_objects("I see two red circles, one blue square and three green triangles.") == {
+        ("red", "circle"): 2,
+        ("blue", "square"): 1,
+        ("green", "triangle"): 3,
+    }
+    assert seen_objects("I see no shapes.") == {}
+    assert seen_objects("The image is wrong.") is None

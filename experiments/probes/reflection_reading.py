@@ -4,7 +4,8 @@ A reflection (think_2) opens with what it sees in image_1 ("I see one red circle
 marks each requirement of the prompt ("Check: a red circle, yes; nothing else, yes."), then gives its verdict. The
 exact scorer's reading of the same image_1 says what each part should have been. Per evaluated trajectory:
 
-- description right: the model's "I see ..." text equals the scorer's description of image_1;
+- description right: the model's "I see ..." text names the same objects as the scorer's description of image_1
+  (the same multiset of count / colour / shape, in any order; relation sentences are not compared);
 - checklist right: every item of the model's checklist equals the checklist written from the scorer's clauses;
 - verdict follows the checklist: keep exactly when every item the model wrote says yes;
 - verdict right: keep given image_1 right, revise given wrong (no verdict counts as revise).
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 from irg_rl.tasks.shapes.text import KEEP_VERDICT, REVISE_VERDICT, checklist
+from irg_rl.tasks.shapes.world import NUMBER_WORDS
 
 _CHECK = re.compile(r"Check:(?P<items>[^.]*)\.")
 
@@ -35,6 +38,25 @@ def seen_text(think_2: str) -> str:
     text = body[: min(cuts)].strip()
     # the verdict sentence may open with words before the matched phrase ("The first image already matches")
     return re.sub(r"\s*(The first image|This is|This image|The image)\s*$", "", text).strip()
+
+
+_ITEM = re.compile(r"(?P<n>\w+) (?P<color>\w+) (?P<shape>\w+?)s?(?= and |, |\.|$)")
+
+
+def seen_objects(text: str) -> Counter | None:
+    """{(colour, shape): count} of an "I see ..." sentence ("I see two red circles and one blue square."), or None
+    when the sentence does not parse; the same colour and shape named twice add up."""
+    first = text.split(".")[0]
+    if first.strip() == "I see no shapes":
+        return Counter()
+    if not first.startswith("I see "):
+        return None
+    found: Counter = Counter()
+    for m in _ITEM.finditer(first[len("I see ") :]):
+        if m.group("n") not in NUMBER_WORDS:
+            return None
+        found[(m.group("color"), m.group("shape"))] += NUMBER_WORDS.index(m.group("n"))
+    return found or None
 
 
 def checklist_items(think_2: str) -> list[str] | None:
@@ -62,9 +84,10 @@ def read_trajectory(sample: dict, details: dict, meta: dict) -> dict:
     verdict = sample.get("verdict") or "revise"
     items = checklist_items(think_2)
     want = expected_items(details, meta)
+    seen = seen_objects(seen_text(think_2))
     row = {
         "image_1_right": right,
-        "description_right": seen_text(think_2) == details["description"],
+        "description_right": seen is not None and seen == seen_objects(details["description"]),
         "verdict_right": (verdict == "keep") == right,
         "checklist": items is not None,
     }

@@ -74,11 +74,12 @@ class ShapesWorldConfig:
     # also require that nothing beyond the prompt's objects is drawn (GenEval's own rules allow extras, which
     # lets an image full of random shapes pass single-object prompts; false = GenEval's rules exactly)
     forbid_extra_objects: bool = True
-    # how a reflection reaches its verdict: "checklist" = the description of image_1, then each of the prompt's
-    # requirements marked yes / no ("Check: a red circle, yes; nothing else, no."), then the verdict, so the
-    # verdict follows from text the model has just written; "verdict_first" = the description, then the verdict
-    # (the requirements that failed are named after it). Both the synthetic and the own-image data use it.
-    reflection_style: str = "checklist"
+    # how a reflection reaches its verdict: "verdict_first" = the description of image_1, then the verdict (the
+    # requirements that failed are named after it); "checklist" = the description, then each of the prompt's
+    # requirements marked yes / no ("Check: a red circle, yes; nothing else, no."), then the verdict. Both the
+    # synthetic and the own-image data use it. The checklist did not raise the verdict's accuracy on wrong images
+    # (the tiny model misreads image_1 itself) and costs ~11% SFT time (docs/reflection_verdict.md, section 9).
+    reflection_style: str = "verdict_first"
 
     def __post_init__(self) -> None:
         self.validate()
