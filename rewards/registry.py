@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "irg_rl.rewards"
 # name -> "module:attribute"; imported only when used so heavy optional dependencies stay optional
 BUILTINS: dict[str, str] = {
     "shapes": "rewards.builtins.shapes:ShapesReward",
+    "shapes_reading": "rewards.builtins.shapes:ShapesReadingReward",
     "geneval": "rewards.builtins.geneval.reward:GenEvalReward",
     "clip_score": "rewards.builtins.clip_score:ClipScoreReward",
     "pickscore": "rewards.builtins.pickscore:PickScoreReward",

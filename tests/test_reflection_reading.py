@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from experiments.probes.reflection_reading import read_eval, read_trajectory, seen_text, summarise
-from irg_rl.tasks.shapes import ShapesWorldConfig, render_scene, score_image
+from experiments.probes.reflection_reading import read_eval, read_trajectory, summarise
+from irg_rl.tasks.shapes import ShapesWorldConfig, described_objects, render_scene, score_image
+from irg_rl.tasks.shapes.text import reflection_description
 from irg_rl.tasks.shapes.world import SceneObject
 
 META = {
@@ -30,13 +31,13 @@ def _think(seen: str, check: str, verdict: str) -> str:
     return f"<think> {seen} {check} {verdict}\nDetailed Explanation of Required Improvements: x </think>"
 
 
-def test_seen_text_cuts_at_checklist_or_verdict():
-    assert seen_text(_think("I see one red circle.", "Check: a red circle, yes.", "The image is wrong.")) == (
-        "I see one red circle."
-    )
-    assert seen_text("<think> I see one red circle. This is already correct; I keep it. </think>") == (
-        "I see one red circle."
-    )
+def test_reflection_description_cuts_at_checklist_or_verdict():
+    assert reflection_description(
+        _think("I see one red circle.", "Check: a red circle, yes.", "The image is wrong.")
+    ) == ("I see one red circle.")
+    assert reflection_description(
+        "<think> I see one red circle. This is already correct; I keep it. </think>"
+    ) == ("I see one red circle.")
 
 
 def test_read_trajectory_separates_reading_check_and_verdict():
@@ -117,19 +118,17 @@ def test_read_eval_names_a_prompt_missing_from_the_prompts_file(tmp_path):
     assert read_eval(tmp_path, tmp_path / "prompts.jsonl")["all"]["verdict_right"] == 1.0
 
 
-def test_seen_objects_ignores_order_and_adds_repeats():
-    from experiments.probes.reflection_reading import seen_objects
-
-    a = seen_objects(
+def test_described_objects_ignores_order_and_adds_repeats():
+    a = described_objects(
         "I see one purple triangle and one yellow circle. The purple triangle is above the yellow circle."
     )
-    assert a == seen_objects("I see one yellow circle and one purple triangle.")
+    assert a == described_objects("I see one yellow circle and one purple triangle.")
     assert a == {("purple", "triangle"): 1, ("yellow", "circle"): 1}
-    assert seen_objects("I see two purple squares and one purple square.") == {("purple", "square"): 3}
-    assert seen_objects("I see two red circles, one blue square and three green triangles.") == {
+    assert described_objects("I see two purple squares and one purple square.") == {("purple", "square"): 3}
+    assert described_objects("I see two red circles, one blue square and three green triangles.") == {
         ("red", "circle"): 2,
         ("blue", "square"): 1,
         ("green", "triangle"): 3,
     }
-    assert seen_objects("I see no shapes.") == {}
-    assert seen_objects("The image is wrong.") is None
+    assert described_objects("I see no shapes.") == {}
+    assert described_objects("The image is wrong.") is None

@@ -81,3 +81,18 @@ def test_train_rounds_1_masks_the_round_2_variants():
     for name in ("think_2", "image_2"):
         adv, valid = c.for_segment(name)
         assert not bool(valid.any()) and not bool(adv.any())
+
+
+def test_reading_goes_to_think_2_beside_the_verdict():
+    rewards = {**_rewards(), "reading": torch.tensor([[0.0, 1.0, 1.0, 0.0]])}
+    c = assign_credit(rewards, _cfg(reading=1.0), eps=0.0)
+    # round 2 keeps r2 = [1, 0, 0, 1] -> [1, -1, -1, 1]; think_2: r2 + reading = [1, 1, 1, 1] -> no signal (0)
+    assert torch.allclose(c.round_2, torch.tensor([[1.0, -1.0, -1.0, 1.0]]))
+    assert torch.allclose(c.for_segment("think_2")[0], torch.zeros(1, 4))
+    assert torch.equal(c.for_segment("image_2")[0], c.round_2)
+    # with the verdict too: r2 + verdict + reading = [2, 1, 2, 1], mean 1.5, std 0.5 -> [1, -1, 1, -1]
+    both = assign_credit(rewards, _cfg(verdict=1.0, reading=1.0), eps=0.0)
+    assert torch.allclose(both.for_segment("think_2")[0], torch.tensor([[1.0, -1.0, 1.0, -1.0]]))
+    # a reading weight without the component is named
+    with pytest.raises(ValueError, match="reading"):
+        assign_credit(_rewards(), _cfg(reading=1.0), eps=0.0)

@@ -49,3 +49,11 @@ def test_dpo_step_on_a_mixed_batch(ckpt, tmp_path):
 def test_verdict_credit_without_a_keep_pattern_is_refused(ckpt, tmp_path):
     with pytest.raises(ConfigError, match="grpo.credit.verdict=1.0 needs sampling.keep_pattern"):
         grpo_recipe(ckpt, tmp_path / "out", **{"grpo.credit.verdict": 1.0}).validate()
+
+
+def test_grpo_step_with_the_reading_reward(ckpt, tmp_path):
+    over = {**STOP, "grpo.credit.reading": 1.0, "rewards.reading": [{"name": "shapes_reading"}]}
+    h = GRPOTrainer(grpo_recipe(ckpt, tmp_path / "out", **over)).run()[0]
+    # a random model's reflection never opens with an "I see ..." reading: 0 for every trajectory, logged
+    assert h["reward/reading_mean"] == 0.0 and h["reward/reading/shapes_reading_mean"] == 0.0
+    assert math.isfinite(h["loss"])

@@ -18,45 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-from irg_rl.tasks.shapes.text import KEEP_VERDICT, REVISE_VERDICT, checklist
-from irg_rl.tasks.shapes.world import NUMBER_WORDS
+from irg_rl.tasks.shapes.text import checklist, described_objects, reflection_description
 
 _CHECK = re.compile(r"Check:(?P<items>[^.]*)\.")
-
-
-def seen_text(think_2: str) -> str:
-    """The reflection's reading of image_1: the text before its checklist, its verdict or its first heading."""
-    body = think_2.replace("<think>", "").replace("</think>", "")
-    cuts = [
-        m.start() for m in (_CHECK.search(body), KEEP_VERDICT.search(body), REVISE_VERDICT.search(body)) if m
-    ]
-    cuts.append(body.find("\n") if "\n" in body else len(body))
-    text = body[: min(cuts)].strip()
-    # the verdict sentence may open with words before the matched phrase ("The first image already matches")
-    return re.sub(r"\s*(The first image|This is|This image|The image)\s*$", "", text).strip()
-
-
-_ITEM = re.compile(r"(?P<n>\w+) (?P<color>\w+) (?P<shape>\w+?)s?(?= and |, |\.|$)")
-
-
-def seen_objects(text: str) -> Counter | None:
-    """{(colour, shape): count} of an "I see ..." sentence ("I see two red circles and one blue square."), or None
-    when the sentence does not parse; the same colour and shape named twice add up."""
-    first = text.split(".")[0]
-    if first.strip() == "I see no shapes":
-        return Counter()
-    if not first.startswith("I see "):
-        return None
-    found: Counter = Counter()
-    for m in _ITEM.finditer(first[len("I see ") :]):
-        if m.group("n") not in NUMBER_WORDS:
-            return None
-        found[(m.group("color"), m.group("shape"))] += NUMBER_WORDS.index(m.group("n"))
-    return found or None
 
 
 def checklist_items(think_2: str) -> list[str] | None:
@@ -84,10 +51,10 @@ def read_trajectory(sample: dict, details: dict, meta: dict) -> dict:
     verdict = sample.get("verdict") or "revise"
     items = checklist_items(think_2)
     want = expected_items(details, meta)
-    seen = seen_objects(seen_text(think_2))
+    seen = described_objects(reflection_description(think_2))
     row = {
         "image_1_right": right,
-        "description_right": seen is not None and seen == seen_objects(details["description"]),
+        "description_right": seen is not None and seen == described_objects(details["description"]),
         "verdict_right": (verdict == "keep") == right,
         "checklist": items is not None,
     }

@@ -6,7 +6,7 @@ scores come the reflection rewards, with the definitions of `rewards.builtins.re
 images again): `improvement = r2 - r1`, `no_regression = -(r1 - r2)+` where image_1 was already right
 (`r1 >= correct_threshold`, NaN elsewhere); `format` is the `reflection_format` reward of think_2; `verdict` is
 the agreement of the engine's keep / revise verdict with `r1 >= correct_threshold` (NaN where no verdict is
-read). These are the components `irg_rl.train.rl.advantages.assign_credit` combines.
+read); `reading` (when `rewards.reading` lists rewards) scores how think_2 reads image_1. These are the components `irg_rl.train.rl.advantages.assign_credit` combines.
 
 Every component is wrapped so that an exception (a Ray actor's too) is re-raised as `RewardError` naming the
 reward: a failing reward stops the step, it never becomes a silent 0. `RewardScorer.submit` runs the scoring in
@@ -55,6 +55,9 @@ class RewardsConfig:
     # verdict reward for catching a wrong image_1 (a revise verdict there) relative to 1 for keeping a right one:
     # > 1 trades some keeps of right images for more revisions of wrong ones (a kept wrong image is never fixed)
     verdict_wrong_weight: float = 1.0
+    # rewards on how think_2 reads image_1, combined (weighted sum) into the `reading` credit component, e.g.
+    # shapes_reading (1 where the reflection names the objects the scorer detects in image_1); [] = no component
+    reading: list[RewardSpec] = field(default_factory=list)
     # keyword arguments of the reflection_format reward on think_2 ({} = its defaults)
     format_args: dict[str, Any] = field(default_factory=dict)
     # rewards logged on both images but never trained on (e.g. ShapesWorld strict accuracy)
@@ -165,6 +168,8 @@ class RewardScorer:
             components=build(list(cfg.image), "rewards.image"), zscore=cfg.zscore, renormalize=cfg.renormalize
         )
         self.metrics = build(list(cfg.metrics), "rewards.metrics")
+        reading = build(list(cfg.reading), "rewards.reading")
+        self.reading = CompositeReward(components=reading) if reading else None
         self.format = _Named(
             "reflection_format",
             build_reward(RewardSpec(name="reflection_format", args=dict(cfg.format_args))),
@@ -183,19 +188,26 @@ class RewardScorer:
         out = self.image(both)
         r1, r2 = out.scores[:n], out.scores[n:]
         comps = {"image_1": r1, "image_2": r2, **reflection_scores(r1, r2, self.cfg.correct_threshold)}
+        per: dict[str, torch.Tensor] = {}
         # self-verification: the engine's parsed verdict against the image_1 reward (NaN where not read)
         comps["verdict"] = verdict_agreement(
             batch.verdicts(), r1, self.cfg.correct_threshold, self.cfg.verdict_wrong_weight
         )
         fmt = self.format(rb)
         comps["format"] = fmt.scores
-        per: dict[str, torch.Tensor] = {}
         for label, s in out.components.items():
             per[f"image_1/{label}"], per[f"image_2/{label}"] = s[:n], s[n:]
         details = [
             {"image_1": out.details[i], "image_2": out.details[n + i], "format": fmt.details[i]}
             for i in range(n)
         ]
+        if self.reading is not None:
+            read = self.reading(rb)
+            comps["reading"] = read.scores
+            for label, sc in read.components.items():
+                per[f"reading/{label}"] = sc
+            for d, r in zip(details, read.details, strict=True):
+                d["reading"] = r
         for label, reward, _ in self.metrics:
             m = reward(both)
             per[f"metric/{label}_1"], per[f"metric/{label}_2"] = m.scores[:n], m.scores[n:]
@@ -206,7 +218,8 @@ class RewardScorer:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for _, reward, _ in [*self.image.components, *self.metrics]:
+        reading = self.reading.components if self.reading is not None else []
+        for _, reward, _ in [*self.image.components, *self.metrics, *reading]:
             inner = getattr(reward, "inner", None)
             if hasattr(inner, "shutdown"):
                 inner.shutdown()

@@ -1,8 +1,10 @@
-"""`shapes`: the exact ShapesWorld scorer (irg_rl.tasks.shapes.score_image) as a reward, strict or partial."""
+"""`shapes`: the exact ShapesWorld scorer (irg_rl.tasks.shapes.score_image) as a reward, strict or partial;
+`shapes_reading`: whether a reflection names the objects the scorer detects in image_1."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ from PIL import Image
 
 from rewards.contract import Reward, RewardBatch, RewardOutput
 
-__all__ = ["ShapesReward"]
+__all__ = ["ShapesReward", "ShapesReadingReward"]
 
 
 class ShapesReward(Reward):
@@ -60,3 +62,50 @@ def _as_array(img: Image.Image, size: int) -> np.ndarray:
     if img.size != (size, size):
         img = img.resize((size, size), Image.NEAREST)
     return np.asarray(img, dtype=np.uint8)
+
+
+class ShapesReadingReward(Reward):
+    """ShapesWorld reading of image_1: 1 where the reflection (think_2) names in its "I see ..." sentence exactly the
+    objects the exact scorer detects in image_1 (colour, shape and count, any order), else 0; NaN where the sample
+    has no reflection or first image, or its metadata is not a ShapesWorld prompt. A reward on the reflection's
+    perception: the verdict can only be right for the right reason when image_1 is read right."""
+
+    name = "shapes_reading"
+
+    def __init__(self, world: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        # ShapesWorldConfig fields; defaults match the embedded task
+        self.world = dict(world or {})
+
+    def load(self) -> Any:
+        from irg_rl.tasks.shapes import ShapesWorldConfig
+
+        return ShapesWorldConfig(**self.world)
+
+    def score(self, batch: RewardBatch) -> RewardOutput:
+        from irg_rl.tasks.shapes import described_objects, detect_objects, reflection_description
+
+        n = len(batch.prompts)
+        if batch.images_1 is None or batch.think_2 is None:
+            return RewardOutput(
+                scores=torch.full((n,), math.nan),
+                details=[{"na": "needs two-round samples (image_1 and think_2)"}] * n,
+            )
+        cfg = self.model
+        scores, details = [], []
+        for img, think_2, meta in zip(batch.images_1, batch.think_2, batch.metadata, strict=True):
+            if not meta.get("include"):
+                scores.append(math.nan)
+                details.append({"na": "metadata has no GenEval 'include' clauses (not a ShapesWorld prompt)"})
+                continue
+            objects = detect_objects(_as_array(img, cfg.image_size), cfg)
+            said = described_objects(reflection_description(think_2))
+            drawn = Counter((o.color, o.shape) for o in objects)
+            scores.append(float(said is not None and said == drawn))
+            details.append(
+                {
+                    "said": None if said is None else {f"{c} {s}": k for (c, s), k in sorted(said.items())},
+                    "drawn": {f"{c} {s}": k for (c, s), k in sorted(drawn.items())},
+                }
+            )
+        return RewardOutput(scores=torch.tensor(scores, dtype=torch.float32), details=details)

@@ -8,6 +8,7 @@ Public API (see each module for details):
     cell_classes, scene_from_cell_classes, image_to_cell_classes grid cell codes (0 empty, 1 + s * C + c)
     corrupt, CORRUPTION_KINDS, applicable_corruptions            controlled wrong scenes
     write_think1, write_reflection, reflection_has_structure     thinking texts
+    reflection_description, described_objects                   what a reflection says it sees in image_1
 """
 
 from irg_rl.tasks.shapes.corrupt import CORRUPTION_KINDS, applicable_corruptions, corrupt
@@ -23,7 +24,14 @@ from irg_rl.tasks.shapes.layout import as_rng, layout_scene, relations_between
 from irg_rl.tasks.shapes.prompts import enumerate_prompts, generate_prompts, split_of, validate_meta
 from irg_rl.tasks.shapes.render import render, render_scene
 from irg_rl.tasks.shapes.scorer import ShapesScore, score_detections, score_image
-from irg_rl.tasks.shapes.text import HEADINGS, reflection_has_structure, write_reflection, write_think1
+from irg_rl.tasks.shapes.text import (
+    HEADINGS,
+    described_objects,
+    reflection_description,
+    reflection_has_structure,
+    write_reflection,
+    write_think1,
+)
 from irg_rl.tasks.shapes.world import PALETTE, TAGS, Scene, SceneObject, ShapesWorldConfig
 
 __all__ = [
@@ -57,5 +65,7 @@ __all__ = [
     "split_of",
     "validate_meta",
     "write_reflection",
+    "reflection_description",
+    "described_objects",
     "write_think1",
 ]

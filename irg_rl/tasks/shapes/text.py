@@ -7,11 +7,13 @@ image_1 followed by the three headed sections of the IRG reflection format.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 
 from irg_rl.tasks.shapes.layout import as_rng
 from irg_rl.tasks.shapes.world import (
+    NUMBER_WORDS,
     Scene,
     SceneObject,
     ShapesWorldConfig,
@@ -298,3 +300,37 @@ def reflection_has_structure(text: str) -> bool:
     if any(text.count(h) != 1 for h in HEADINGS):
         return False
     return all(m.group(g).strip(" \n:.") for g in ("a", "s0", "s1", "s2"))
+
+
+_CHECKLIST = re.compile(r"Check:(?P<items>[^.]*)\.")
+_OBJECT = re.compile(r"(?P<n>\w+) (?P<color>\w+) (?P<shape>\w+?)s?(?= and |, |\.|$)")
+
+
+def reflection_description(think_2: str) -> str:
+    """The reflection's reading of image_1: its text before the checklist, the verdict or the first heading."""
+    body = re.sub(r"</?think>", "", think_2 or "")
+    cuts = [
+        m.start()
+        for m in (_CHECKLIST.search(body), KEEP_VERDICT.search(body), REVISE_VERDICT.search(body))
+        if m
+    ]
+    cuts.append(body.find("\n") if "\n" in body else len(body))
+    text = body[: min(cuts)].strip()
+    # a verdict sentence opens with words before its matched phrase ("The first image already matches")
+    return re.sub(r"\s*(The first image|This is|This image|The image)\s*$", "", text).strip()
+
+
+def described_objects(text: str) -> Counter | None:
+    """{(colour, shape): count} named by an "I see ..." sentence (`describe`'s wording, any order; a colour and
+    shape named twice add up), or None when the text does not open with one that parses."""
+    first = text.split(".")[0]
+    if first.strip() == "I see no shapes":
+        return Counter()
+    if not first.startswith("I see "):
+        return None
+    found: Counter = Counter()
+    for m in _OBJECT.finditer(first[len("I see ") :]):
+        if m.group("n") not in NUMBER_WORDS:
+            return None
+        found[(m.group("color"), m.group("shape"))] += NUMBER_WORDS.index(m.group("n"))
+    return found or None

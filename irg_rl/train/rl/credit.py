@@ -9,7 +9,8 @@ Credit modes (`CreditConfig.mode`):
 
 Self-verification (`verdict` weight > 0): think_2 states a keep / revise verdict on image_1, and the `verdict`
 component scores its agreement with the image_1 reward. Under per-round credit it is added to the think_2 tokens'
-round-2 reward only (`round_2_text`), since the image_2 steps do not choose the verdict.
+round-2 reward only (`round_2_text`), since the image_2 steps do not choose the verdict. The `reading` component
+(how think_2 reads image_1, `rewards.reading`) is credited the same way.
 
 Stopped trajectories (`continued` False: a keep verdict ended them, image_2 := image_1): they have no image_2
 step, and the image_2 steps of the others are normalised among the group's continued samples only
@@ -124,6 +125,9 @@ class CreditConfig:
     # judgement, 0 where not; needs sampling.keep_pattern). per_round: credited to the think_2 tokens only (the
     # round-2 image steps do not choose the verdict); shared: added to the shared reward
     verdict: float = 0.0
+    # weight of the reading reward (rewards.reading: how think_2 reads image_1, e.g. shapes_reading); credited
+    # like the verdict, to the think_2 tokens only under per_round credit; needs rewards.reading
+    reading: float = 0.0
     # NaN component: "skip" = contributes nothing; "renormalize" = weighted mean over the applicable components
     missing: str = "skip"
     # rounds whose segments are trained: [1, 2] both; [2] only think_2 + image_2 (the reflection and the refined
@@ -149,7 +153,15 @@ class CreditConfig:
             "missing",
             f"must be one of {MISSING_POLICIES}, got {self.missing!r}",
         )
-        for key in ("image_2", "improvement", "no_regression", "format", "shared_image_1", "verdict"):
+        for key in (
+            "image_2",
+            "improvement",
+            "no_regression",
+            "format",
+            "shared_image_1",
+            "verdict",
+            "reading",
+        ):
             _require(getattr(self, key) >= 0, section, key, f"weights must be >= 0, got {getattr(self, key)}")
         _require(self.image_2 > 0, section, "image_2", "the final image reward needs a positive weight")
         _require(
@@ -187,7 +199,7 @@ def assign_credit(
     """Advantages for the round-1 and round-2 segments of each trajectory, by the registered rule `cfg.mode`.
 
     rewards: component name -> `[num_groups, G]` (or `[B]` with `group_ids` `[B]`); names `image_1`, `image_2`,
-    `improvement`, `no_regression`, `format`, `verdict` (those with non-zero weight in `cfg` are required;
+    `improvement`, `no_regression`, `format`, `verdict`, `reading` (those with non-zero weight in `cfg` are required;
     `image_1` always in `per_round` mode). `branches`: round-2 continuations per first round
     (sampling.round2_branches). `continued`: bool, the rewards' shape; False where a keep verdict stopped the
     trajectory before image_2 (None = every trajectory continued). Rounds not in `cfg.train_rounds` get
@@ -204,10 +216,16 @@ def _round_2_weights(cfg: CreditConfig) -> dict[str, float]:
     return {name: getattr(cfg, name) for name in ROUND_2_COMPONENTS}
 
 
+def _text_weights(cfg: CreditConfig) -> dict[str, float]:
+    """Components only the reflection's text chooses (the verdict, the reading of image_1); zero weights left out
+    so that a component that was not scored is not required."""
+    return {name: w for name, w in (("verdict", cfg.verdict), ("reading", cfg.reading)) if w > 0}
+
+
 @register_credit_rule("shared")
 def shared_credit(x: CreditInputs, cfg: CreditConfig) -> CreditAdvantages:
     """T2I-R1: one reward per trajectory, one advantage for every segment."""
-    weights = {**_round_2_weights(cfg), "image_1": cfg.shared_image_1, "verdict": cfg.verdict}
+    weights = {**_round_2_weights(cfg), "image_1": cfg.shared_image_1, **_text_weights(cfg)}
     res = group_advantages(combine_rewards(x.rewards, weights, cfg.missing), group_ids=x.group_ids, **x.norm)
     x.stats.update(num_groups=res.num_groups, zero_std_groups=res.num_zero_std)
     x.stats["zero_std_share"] = res.num_zero_std / max(res.num_groups, 1)
@@ -234,8 +252,8 @@ def per_round_credit(x: CreditInputs, cfg: CreditConfig) -> CreditAdvantages:
     ids2 = ROUND_2_BASELINES[cfg.round_2_baseline](r1, x.group_ids, x.branches)
     res2 = _normalise(r2, ids2, **norm)
     credit = CreditAdvantages(res1.advantages, res2.advantages, res1.valid, res2.valid, stats)
-    if cfg.verdict > 0:
-        r2_text = combine_rewards(rewards, {**weights, "verdict": cfg.verdict}, cfg.missing)
+    if cfg.verdict > 0 or cfg.reading > 0:
+        r2_text = combine_rewards(rewards, {**weights, **_text_weights(cfg)}, cfg.missing)
         res_t = _normalise(r2_text, ids2, **norm)
         credit.round_2_text, credit.valid_2_text = res_t.advantages, res_t.valid
     continued = x.continued

@@ -36,6 +36,7 @@ def ranking_rewards(components: dict[str, torch.Tensor], cfg) -> torch.Tensor:
     weights = {name: getattr(cfg, name) for name in ROUND_2_COMPONENTS}
     weights["image_1"] = cfg.shared_image_1
     weights["verdict"] = cfg.verdict
+    weights["reading"] = cfg.reading
     return combine_rewards(components, weights, cfg.missing)
 
 

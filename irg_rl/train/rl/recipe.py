@@ -150,11 +150,16 @@ class _RLBase:
             raise ConfigError(f"train.micro_batch must be >= 0, got {self.train.micro_batch}")
 
     def _validate_verdict(self, credit, section: str) -> None:
-        """A verdict weight needs verdicts: sampling.keep_pattern must be set."""
+        """A verdict weight needs verdicts (sampling.keep_pattern); a reading weight needs rewards.reading."""
         if credit.verdict > 0 and not self.sampling.keep_pattern:
             raise ConfigError(
                 f"{section}.verdict={credit.verdict} needs sampling.keep_pattern (the regular expression of a keep "
                 f"verdict in think_2), or set {section}.verdict: 0"
+            )
+        if credit.reading > 0 and not self.rewards.reading:
+            raise ConfigError(
+                f"{section}.reading={credit.reading} needs rewards.reading (e.g. [{{name: shapes_reading}}]), "
+                f"or set {section}.reading: 0"
             )
 
 
