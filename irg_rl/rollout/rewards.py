@@ -6,7 +6,8 @@ scores come the reflection rewards, with the definitions of `rewards.builtins.re
 images again): `improvement = r2 - r1`, `no_regression = -(r1 - r2)+` where image_1 was already right
 (`r1 >= correct_threshold`, NaN elsewhere); `format` is the `reflection_format` reward of think_2; `verdict` is
 the agreement of the engine's keep / revise verdict with `r1 >= correct_threshold` (NaN where no verdict is
-read); `reading` (when `rewards.reading` lists rewards) scores how think_2 reads image_1. These are the components `irg_rl.train.rl.advantages.assign_credit` combines.
+read); `reading` (when `rewards.reading` lists rewards) scores how think_2 reads image_1. These are the
+components `irg_rl.train.rl.advantages.assign_credit` combines.
 
 Every component is wrapped so that an exception (a Ray actor's too) is re-raised as `RewardError` naming the
 reward: a failing reward stops the step, it never becomes a silent 0. `RewardScorer.submit` runs the scoring in
