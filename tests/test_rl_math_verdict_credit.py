@@ -96,3 +96,15 @@ def test_reading_goes_to_think_2_beside_the_verdict():
     # a reading weight without the component is named
     with pytest.raises(ValueError, match="reading"):
         assign_credit(_rewards(), _cfg(reading=1.0), eps=0.0)
+
+
+def test_dpo_ranks_by_the_reading_too():
+    from irg_rl.train.rl.dpo import ranking_rewards
+
+    comps = {
+        "image_1": torch.tensor([1.0, 0.0]),
+        "image_2": torch.tensor([0.5, 0.5]),
+        "reading": torch.tensor([0.0, 1.0]),
+    }
+    r = ranking_rewards(comps, _cfg(reading=2.0))
+    assert torch.allclose(r, torch.tensor([0.5, 2.5]))
