@@ -4,27 +4,18 @@ follow its own checklist (hand-written reflections against the scorer's reading 
 import json
 
 import pytest
+from _shapes_scenes import RED_CIRCLE_BLUE_SQUARE, circle_and_square
 
 from experiments.probes.reflection_reading import read_eval, read_trajectory, summarise
 from irg_rl.tasks.shapes import ShapesWorldConfig, described_objects, render_scene, score_image
 from irg_rl.tasks.shapes.text import reflection_description
-from irg_rl.tasks.shapes.world import SceneObject
 
-META = {
-    "tag": "color_attr",
-    "include": [
-        {"class": "circle", "count": 1, "color": "red"},
-        {"class": "square", "count": 1, "color": "blue"},
-    ],
-    "prompt": "a photo of a red circle and a blue square",
-}
+META = RED_CIRCLE_BLUE_SQUARE
 
 
 def _details(square_color: str) -> dict:
     cfg = ShapesWorldConfig()
-    s = cfg.object_px
-    scene = [SceneObject("circle", "red", 4, 4, s), SceneObject("square", square_color, 20, 20, s)]
-    return score_image(render_scene(scene, cfg), META, cfg).as_dict()
+    return score_image(render_scene(circle_and_square(square_color, cfg), cfg), META, cfg).as_dict()
 
 
 def _think(seen: str, check: str, verdict: str) -> str:

@@ -3,21 +3,17 @@
 import math
 
 import pytest
+from _shapes_scenes import circle_and_square
 from PIL import Image
 
 from irg_rl.tasks.shapes import ShapesWorldConfig, render_scene
-from irg_rl.tasks.shapes.world import SceneObject
 from rewards import RewardBatch, RewardSpec, build_reward
 
 META = {"tag": "two_object", "include": [{"class": "circle", "count": 1}, {"class": "square", "count": 1}]}
 
 
 def _image_1() -> Image.Image:
-    cfg = ShapesWorldConfig()
-    s = cfg.object_px
-    return Image.fromarray(
-        render_scene([SceneObject("circle", "red", 4, 4, s), SceneObject("square", "green", 20, 20, s)], cfg)
-    )
+    return Image.fromarray(render_scene(circle_and_square("green"), ShapesWorldConfig()))
 
 
 def test_shapes_reading_scores_the_objects_named_against_those_detected():

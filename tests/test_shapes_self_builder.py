@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from _shapes_scenes import RED_CIRCLE_BLUE_SQUARE
 
 from irg_rl.data.format import iter_conversations, validate_dataset
 from irg_rl.inference.verdict import parse_verdict
@@ -21,14 +22,7 @@ from irg_rl.tasks.shapes.self_builder import (
 from irg_rl.tasks.shapes.text import KEEP_VERDICT, REVISE_VERDICT
 
 WORLD = ShapesWorldConfig()
-META = {
-    "tag": "color_attr",
-    "include": [
-        {"class": "circle", "count": 1, "color": "red"},
-        {"class": "square", "count": 1, "color": "blue"},
-    ],
-    "prompt": "a photo of a red circle and a blue square",
-}
+META = RED_CIRCLE_BLUE_SQUARE
 
 
 def _images(seed: int):

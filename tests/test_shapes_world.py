@@ -179,22 +179,15 @@ def test_think_texts_vary_and_reflections_have_structure():
 
 
 def test_checklist_reflection_marks_each_requirement_before_the_verdict():
+    from _shapes_scenes import RED_CIRCLE_BLUE_SQUARE as meta
+    from _shapes_scenes import circle_and_square
+
     from irg_rl.tasks.shapes.text import KEEP_VERDICT, REVISE_VERDICT
     from irg_rl.tasks.shapes.world import SceneObject
 
     cfg = ShapesWorldConfig()
-    meta = {
-        "tag": "color_attr",
-        "include": [
-            {"class": "circle", "count": 1, "color": "red"},
-            {"class": "square", "count": 1, "color": "blue"},
-        ],
-        "prompt": "a photo of a red circle and a blue square",
-    }
-    size = cfg.object_px
-    wrong = [SceneObject("circle", "red", 4, 4, size), SceneObject("square", "green", 20, 20, size)]
-    right = [SceneObject("circle", "red", 4, 4, size), SceneObject("square", "blue", 20, 20, size)]
-    extra = right + [SceneObject("triangle", "red", 28, 4, size)]
+    wrong, right = circle_and_square("green", cfg), circle_and_square("blue", cfg)
+    extra = right + [SceneObject("triangle", "red", 28, 4, cfg.object_px)]
     texts = {}
     for name, scene in (("wrong", wrong), ("right", right), ("extra", extra)):
         score = score_image(render_scene(scene, cfg), meta, cfg)

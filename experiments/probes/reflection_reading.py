@@ -17,27 +17,15 @@ by whether the description was right, which separates perception errors from rea
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
-from irg_rl.tasks.shapes.text import checklist, described_objects, reflection_description
-
-_CHECK = re.compile(r"Check:(?P<items>[^.]*)\.")
-
-
-def checklist_items(think_2: str) -> list[str] | None:
-    """['a red circle, yes', 'nothing else, no'] from the reflection's checklist, or None without one."""
-    m = _CHECK.search(think_2)
-    if m is None:
-        return None
-    return [item.strip() for item in m.group("items").split(";") if item.strip()]
+from irg_rl.tasks.shapes.text import check_items, checklist_items, described_objects, reflection_description
 
 
 def expected_items(details: dict, meta: dict) -> list[str]:
     """The checklist the scorer's reading of image_1 (`details`: ShapesScore.as_dict()) gives, as items."""
-    items = checklist_items(checklist(SimpleNamespace(clauses=details["clauses"]), meta))
-    return items or []
+    return check_items(SimpleNamespace(clauses=details["clauses"]), meta)
 
 
 def _rate(hits: int, n: int) -> float | None:

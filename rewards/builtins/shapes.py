@@ -16,23 +16,32 @@ from rewards.contract import Reward, RewardBatch, RewardOutput
 __all__ = ["ShapesReward", "ShapesReadingReward"]
 
 
-class ShapesReward(Reward):
-    """ShapesWorld exact scorer: GenEval rules on detected shapes; mode strict (0/1) or partial (clause credit)."""
+NOT_SHAPES = {"na": "metadata has no GenEval 'include' clauses (not a ShapesWorld prompt)"}
 
-    name = "shapes"
 
-    def __init__(self, mode: str = "partial", world: dict[str, Any] | None = None) -> None:
+class _ShapesWorldReward(Reward):
+    """A reward whose model is a ShapesWorldConfig (`world`: its fields; defaults match the embedded task)."""
+
+    def __init__(self, world: dict[str, Any] | None = None) -> None:
         super().__init__()
-        if mode not in ("strict", "partial"):
-            raise ValueError(f"shapes reward: mode='{mode}' must be 'strict' or 'partial'")
-        self.mode = mode
-        # ShapesWorldConfig fields (image_size, shapes, colors, layout, ...); defaults match the embedded task
         self.world = dict(world or {})
 
     def load(self) -> Any:
         from irg_rl.tasks.shapes import ShapesWorldConfig
 
         return ShapesWorldConfig(**self.world)
+
+
+class ShapesReward(_ShapesWorldReward):
+    """ShapesWorld exact scorer: GenEval rules on detected shapes; mode strict (0/1) or partial (clause credit)."""
+
+    name = "shapes"
+
+    def __init__(self, mode: str = "partial", world: dict[str, Any] | None = None) -> None:
+        super().__init__(world)
+        if mode not in ("strict", "partial"):
+            raise ValueError(f"shapes reward: mode='{mode}' must be 'strict' or 'partial'")
+        self.mode = mode
 
     def score(self, batch: RewardBatch) -> RewardOutput:
         from irg_rl.tasks.shapes import score_image
@@ -42,7 +51,7 @@ class ShapesReward(Reward):
         for i, (img, meta) in enumerate(zip(batch.images, batch.metadata, strict=True)):
             if not meta.get("include"):
                 scores.append(math.nan)
-                details.append({"na": "metadata has no GenEval 'include' clauses (not a ShapesWorld prompt)"})
+                details.append(dict(NOT_SHAPES))
                 continue
             arr = _as_array(img, cfg.image_size)
             try:
@@ -64,23 +73,13 @@ def _as_array(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-class ShapesReadingReward(Reward):
+class ShapesReadingReward(_ShapesWorldReward):
     """ShapesWorld reading of image_1: 1 where the reflection (think_2) names in its "I see ..." sentence exactly the
     objects the exact scorer detects in image_1 (colour, shape and count, any order), else 0; NaN where the sample
     has no reflection or first image, or its metadata is not a ShapesWorld prompt. A reward on the reflection's
     perception: the verdict can only be right for the right reason when image_1 is read right."""
 
     name = "shapes_reading"
-
-    def __init__(self, world: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        # ShapesWorldConfig fields; defaults match the embedded task
-        self.world = dict(world or {})
-
-    def load(self) -> Any:
-        from irg_rl.tasks.shapes import ShapesWorldConfig
-
-        return ShapesWorldConfig(**self.world)
 
     def score(self, batch: RewardBatch) -> RewardOutput:
         from irg_rl.tasks.shapes import described_objects, detect_objects, reflection_description
@@ -96,7 +95,7 @@ class ShapesReadingReward(Reward):
         for img, think_2, meta in zip(batch.images_1, batch.think_2, batch.metadata, strict=True):
             if not meta.get("include"):
                 scores.append(math.nan)
-                details.append({"na": "metadata has no GenEval 'include' clauses (not a ShapesWorld prompt)"})
+                details.append(dict(NOT_SHAPES))
                 continue
             objects = detect_objects(_as_array(img, cfg.image_size), cfg)
             said = described_objects(reflection_description(think_2))

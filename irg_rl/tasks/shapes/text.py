@@ -169,17 +169,21 @@ def _check_item(c: dict, meta: dict) -> str:
     return f"fewer than {number_word(c['limit'])} {plural(c['class'], 2)}"
 
 
-def checklist(score_of_image1, meta: dict) -> str:
-    """'Check: a red circle, yes; a blue square, no; nothing else, yes.' (every clause of the scorer's reading
-    of image_1, in prompt order; an include's count is folded into its colour clause, which implies it)."""
+def check_items(score_of_image1, meta: dict) -> list[str]:
+    """['a red circle, yes', 'a blue square, no', 'nothing else, yes']: every clause of the scorer's reading of
+    image_1, in prompt order (an include's count is folded into its colour clause, which implies it)."""
     clauses = score_of_image1.clauses
     with_color = {c["include"] for c in clauses if c["kind"] == "color"}
-    items = [
+    return [
         f"{_check_item(c, meta)}, {'yes' if c['ok'] else 'no'}"
         for c in clauses
         if not (c["kind"] == "count" and c["include"] in with_color)
     ]
-    return "Check: " + "; ".join(items) + "."
+
+
+def checklist(score_of_image1, meta: dict) -> str:
+    """'Check: a red circle, yes; a blue square, no; nothing else, yes.' (`check_items` as one sentence)."""
+    return "Check: " + "; ".join(check_items(score_of_image1, meta)) + "."
 
 
 def edit_steps(detected, target: Scene, cfg: ShapesWorldConfig) -> list[str]:
@@ -304,6 +308,14 @@ def reflection_has_structure(text: str) -> bool:
 
 _CHECKLIST = re.compile(r"Check:(?P<items>[^.]*)\.")
 _OBJECT = re.compile(r"(?P<n>\w+) (?P<color>\w+) (?P<shape>\w+?)s?(?= and |, |\.|$)")
+
+
+def checklist_items(think_2: str) -> list[str] | None:
+    """The items of a reflection's checklist (`check_items`' wording), or None when it has none."""
+    m = _CHECKLIST.search(think_2 or "")
+    if m is None:
+        return None
+    return [item.strip() for item in m.group("items").split(";") if item.strip()]
 
 
 def reflection_description(think_2: str) -> str:
