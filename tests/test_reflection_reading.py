@@ -8,7 +8,7 @@ from _shapes_scenes import RED_CIRCLE_BLUE_SQUARE, circle_and_square
 
 from experiments.probes.reflection_reading import read_eval, read_trajectory, summarise
 from irg_rl.tasks.shapes import ShapesWorldConfig, described_objects, render_scene, score_image
-from irg_rl.tasks.shapes.text import reflection_description
+from irg_rl.tasks.shapes.text import planned_objects, reflection_description, write_think1
 
 META = RED_CIRCLE_BLUE_SQUARE
 
@@ -123,3 +123,43 @@ def test_described_objects_ignores_order_and_adds_repeats():
     }
     assert described_objects("I see no shapes.") == {}
     assert described_objects("The image is wrong.") is None
+
+
+def test_planned_objects_reads_every_plan_wording_of_write_think1():
+    cfg = ShapesWorldConfig()
+    plan = {("red", "circle"): 1, ("blue", "square"): 1}
+    wordings = set()
+    for seed in range(12):
+        think_1 = write_think1(META, seed, circle_and_square("blue", cfg), cfg)
+        wordings.add(next(w for w in ("I will place", "Plan:", "I will draw") if w in think_1))
+        assert planned_objects(think_1) == plan, think_1
+    assert wordings == {"I will place", "Plan:", "I will draw"}
+    assert planned_objects(write_think1(META, 0)) is None  # no scene: no plan sentence
+
+
+def test_a_misreading_that_repeats_the_plan_is_counted():
+    think_1 = "<think> I need to draw x. Plan: a red circle at the top left and a blue square at the centre. </think>"
+    drew_green = _details("green")  # the plan said blue
+    repeats_plan = {
+        "think_1": think_1,
+        "think_2": _think("I see one red circle and one blue square.", "", "This is already correct."),
+        "verdict": "keep",
+    }
+    row = read_trajectory(repeats_plan, drew_green, META)
+    assert (row["description_right"], row["description_is_plan"], row["image_1_is_plan"]) == (
+        False,
+        True,
+        False,
+    )
+    other = read_trajectory(
+        {**repeats_plan, "think_2": _think("I see one red circle.", "", "The image is wrong.")},
+        drew_green,
+        META,
+    )
+    assert (other["description_right"], other["description_is_plan"]) == (False, False)
+    right = read_trajectory(
+        {**repeats_plan, "think_2": _think(drew_green["description"], "", "x")}, drew_green, META
+    )
+    s = summarise([row, other, right, read_trajectory({"think_2": "<think> x </think>"}, drew_green, META)])
+    assert s["plan_given_description_wrong"] == pytest.approx(1 / 2)  # the row without think_1 is not counted
+    assert s["image_1_wrong"]["description_is_plan"] == pytest.approx(1 / 3)

@@ -8,7 +8,10 @@ exact scorer's reading of the same image_1 says what each part should have been.
   (the same multiset of count / colour / shape, in any order; relation sentences are not compared);
 - checklist right: every item of the model's checklist equals the checklist written from the scorer's clauses;
 - verdict follows the checklist: keep exactly when every item the model wrote says yes;
-- verdict right: keep given image_1 right, revise given wrong (no verdict counts as revise).
+- verdict right: keep given image_1 right, revise given wrong (no verdict counts as revise);
+- description is the plan / image_1 is the plan (where think_1 holds a plan sentence): the objects the reflection
+  names, or the objects actually drawn, are exactly those think_1 planned. A misreading that equals the plan is the
+  model repeating its own intention instead of reading what it drew.
 
 Rates are reported for all trajectories and split by image_1 right / wrong, and the verdict's accuracy is split
 by whether the description was right, which separates perception errors from reasoning errors.
@@ -20,7 +23,13 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from irg_rl.tasks.shapes.text import check_items, checklist_items, described_objects, reflection_description
+from irg_rl.tasks.shapes.text import (
+    check_items,
+    checklist_items,
+    described_objects,
+    planned_objects,
+    reflection_description,
+)
 
 
 def expected_items(details: dict, meta: dict) -> list[str]:
@@ -40,12 +49,17 @@ def read_trajectory(sample: dict, details: dict, meta: dict) -> dict:
     items = checklist_items(think_2)
     want = expected_items(details, meta)
     seen = described_objects(reflection_description(think_2))
+    drawn = described_objects(details["description"])
     row = {
         "image_1_right": right,
-        "description_right": seen is not None and seen == described_objects(details["description"]),
+        "description_right": seen is not None and seen == drawn,
         "verdict_right": (verdict == "keep") == right,
         "checklist": items is not None,
     }
+    plan = planned_objects(sample.get("think_1") or "")
+    if plan is not None:
+        row["description_is_plan"] = seen == plan
+        row["image_1_is_plan"] = drawn == plan
     if items is not None:
         row["checklist_right"] = items == want
         all_yes = bool(items) and all(i.endswith(", yes") for i in items)
@@ -58,7 +72,14 @@ def summarise(rows: list[dict]) -> dict:
 
     def rates(sub: list[dict]) -> dict:
         out = {"n": len(sub)}
-        for key in ("description_right", "verdict_right", "checklist_right", "verdict_follows_checklist"):
+        for key in (
+            "description_right",
+            "verdict_right",
+            "checklist_right",
+            "verdict_follows_checklist",
+            "description_is_plan",
+            "image_1_is_plan",
+        ):
             has = [r for r in sub if key in r]
             out[key] = _rate(sum(r[key] for r in has), len(has))
         return out
@@ -72,6 +93,11 @@ def summarise(rows: list[dict]) -> dict:
         sub = [r for r in rows if r["description_right"] == flag]
         key = "description_right" if flag else "description_wrong"
         result[f"verdict_right_given_{key}"] = _rate(sum(r["verdict_right"] for r in sub), len(sub))
+    # of the misread first images, the share whose reading is think_1's plan
+    misread = [r for r in rows if not r["description_right"] and "description_is_plan" in r]
+    result["plan_given_description_wrong"] = _rate(
+        sum(r["description_is_plan"] for r in misread), len(misread)
+    )
     return result
 
 

@@ -307,6 +307,9 @@ def reflection_has_structure(text: str) -> bool:
 
 
 _CHECKLIST = re.compile(r"Check:(?P<items>[^.]*)\.")
+# write_think1's plan sentence ("I will place ...", "Plan: ...", "I will draw ...") and one placed object in it
+_PLAN = re.compile(r"(?:I will place|Plan:|I will draw) (?P<objects>[^.]*)\.")
+_PLACED = re.compile(r"\ban? (?P<color>\w+) (?P<shape>\w+) at the ")
 _OBJECT = re.compile(r"(?P<n>\w+) (?P<color>\w+) (?P<shape>\w+?)s?(?= and |, |\.|$)")
 
 
@@ -346,3 +349,12 @@ def described_objects(text: str) -> Counter | None:
             return None
         found[(m.group("color"), m.group("shape"))] += NUMBER_WORDS.index(m.group("n"))
     return found or None
+
+
+def planned_objects(think_1: str) -> Counter | None:
+    """{(colour, shape): count} placed by think_1's plan sentence (`write_think1`'s wording: "I will place a red
+    circle at the top left and a blue square at the centre."), or None when think_1 has no plan sentence."""
+    m = _PLAN.search(think_1 or "")
+    if m is None:
+        return None
+    return Counter((o.group("color"), o.group("shape")) for o in _PLACED.finditer(m.group("objects") + " "))
