@@ -357,4 +357,4 @@ def planned_objects(think_1: str) -> Counter | None:
     m = _PLAN.search(think_1 or "")
     if m is None:
         return None
-    return Counter((o.group("color"), o.group("shape")) for o in _PLACED.finditer(m.group("objects") + " "))
+    return Counter((o.group("color"), o.group("shape")) for o in _PLACED.finditer(m.group("objects")))
