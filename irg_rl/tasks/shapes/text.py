@@ -43,6 +43,9 @@ REVISE_SENTENCES = (
 )
 REVISE_VERDICT = re.compile(r"does not match|has mistakes|is wrong", re.IGNORECASE)
 
+# how think_1's plan sentence opens (`write_think1` writes one of these; `planned_objects` reads them)
+PLAN_OPENERS = ("I will place", "Plan:", "I will draw")
+
 _ROWS = ("top", "middle", "bottom")
 _COLS = ("left", "centre", "right")
 
@@ -134,7 +137,7 @@ def write_think1(
                 "write_think1: pass cfg together with scene (it gives the image size for places)"
             )
         objs = scene_phrase(scene, cfg)
-        parts.append(_pick(rng, [f"I will place {objs}.", f"Plan: {objs}.", f"I will draw {objs}."]))
+        parts.append(_pick(rng, [f"{opener} {objs}." for opener in PLAN_OPENERS]))
     parts.append(
         _pick(rng, ["The background stays white.", "Use a plain white background.", "Keep it simple."])
     )
@@ -307,8 +310,8 @@ def reflection_has_structure(text: str) -> bool:
 
 
 _CHECKLIST = re.compile(r"Check:(?P<items>[^.]*)\.")
-# write_think1's plan sentence ("I will place ...", "Plan: ...", "I will draw ...") and one placed object in it
-_PLAN = re.compile(r"(?:I will place|Plan:|I will draw) (?P<objects>[^.]*)\.")
+# write_think1's plan sentence and one placed object in it
+_PLAN = re.compile("(?:" + "|".join(map(re.escape, PLAN_OPENERS)) + r") (?P<objects>[^.]*)\.")
 _PLACED = re.compile(r"\ban? (?P<color>\w+) (?P<shape>\w+) at the ")
 _OBJECT = re.compile(r"(?P<n>\w+) (?P<color>\w+) (?P<shape>\w+?)s?(?= and |, |\.|$)")
 
