@@ -210,3 +210,32 @@ def test_checklist_reflection_marks_each_requirement_before_the_verdict():
         write_reflection(meta, score, 0, right, cfg, style="list")
     with pytest.raises(ValueError, match="reflection_style"):
         ShapesWorldConfig(reflection_style="list")
+
+
+def test_located_reflection_lists_each_seen_object_with_its_place_in_reading_order():
+    from _shapes_scenes import RED_CIRCLE_BLUE_SQUARE as meta
+    from _shapes_scenes import circle_and_square
+
+    from irg_rl.tasks.shapes.text import REVISE_VERDICT, described_objects, reflection_description
+    from irg_rl.tasks.shapes.world import SceneObject
+
+    cfg = ShapesWorldConfig()
+    right = circle_and_square("blue", cfg)
+    # an extra red triangle in the top-right cell: the reading must name it where it is
+    extra = right + [SceneObject("triangle", "red", 28, 4, cfg.object_px)]
+    score = score_image(render_scene(extra, cfg), meta, cfg)
+    text = write_reflection(meta, score, 0, right, cfg, style="located")
+    assert reflection_has_structure(text)
+    first = text.split("<think> ")[1].split(".")[0]
+    placed = [f"{o.color} {o.shape} at the " for o in sorted(extra, key=lambda o: (o.cy // 8, o.cx // 8))]
+    assert first.startswith("I see ") and "red triangle at the top right" in first
+    # every object once, in reading order (row by row, then left to right)
+    positions = [first.index(p) for p in placed]
+    assert positions == sorted(positions)
+    assert REVISE_VERDICT.search(text)
+    # the probe's parser reads both wordings to the same multiset
+    counted = write_reflection(meta, score, 0, right, cfg, style="verdict_first")
+    assert described_objects(reflection_description(text)) == described_objects(reflection_description(counted))
+    assert described_objects(reflection_description(text))[("red", "triangle")] == 1
+    with pytest.raises(ValueError, match="needs cfg"):
+        write_reflection(meta, score, 0, style="located")

@@ -229,6 +229,22 @@ def edit_steps(detected, target: Scene, cfg: ShapesWorldConfig) -> list[str]:
     return steps
 
 
+def located_description(detected, cfg: ShapesWorldConfig) -> str:
+    """'I see a red circle at the top left and a blue square at the centre.': every seen object with its place, in
+    reading order (row by row of the layout grid, then left to right), or 'I see no shapes.'.
+
+    detected: objects with shape, color and center (Detection) or cx/cy (SceneObject).
+    """
+    if not detected:
+        return "I see no shapes."
+    objs = [
+        SceneObject(o.shape, o.color, *(o.center if hasattr(o, "center") else (o.cx, o.cy)), cfg.object_px)
+        for o in detected
+    ]
+    objs.sort(key=lambda o: (int(o.cy // cfg.cell_px), int(o.cx // cfg.cell_px), o.cx))
+    return "I see " + scene_phrase(objs, cfg) + "."
+
+
 def write_reflection(
     meta: dict,
     score_of_image1,
@@ -243,7 +259,8 @@ def write_reflection(
     score_of_image1: the ShapesScore of image_1 (its description and failed clauses drive the text).
     target_scene (+ cfg): the improved image's scene, for concrete edit steps and (when `final_scene`) the final
     prompt; with `final_scene=False` the final prompt is the user prompt alone.
-    style: "checklist" puts `checklist(...)` between the description and the verdict; "verdict_first" does not
+    style: "checklist" puts `checklist(...)` between the description and the verdict; "verdict_first" does not;
+    "located" is verdict_first with `located_description` as the first sentence (needs cfg)
     (ShapesWorldConfig.reflection_style).
     """
     rng = as_rng(rng)
@@ -253,8 +270,16 @@ def write_reflection(
     desc = score_of_image1.description
     if style == "checklist":
         desc += " " + checklist(score_of_image1, meta)
+    elif style == "located":
+        if cfg is None:
+            raise ValueError("write_reflection: style 'located' needs cfg (it gives the places)")
+        # the scorer's first sentence counts objects; the relation sentences after it stay
+        rest = desc.split(". ", 1)[1] if ". " in desc else ""
+        desc = (located_description(score_of_image1.objects, cfg) + " " + rest).strip()
     elif style != "verdict_first":
-        raise ValueError(f"write_reflection: style must be 'checklist' or 'verdict_first', got {style!r}")
+        raise ValueError(
+            f"write_reflection: style must be 'checklist', 'verdict_first' or 'located', got {style!r}"
+        )
     if ok:
         analysis = (
             desc
@@ -339,13 +364,17 @@ def reflection_description(think_2: str) -> str:
 
 
 def described_objects(text: str) -> Counter | None:
-    """{(colour, shape): count} named by an "I see ..." sentence (`describe`'s wording, any order; a colour and
-    shape named twice add up), or None when the text does not open with one that parses."""
+    """{(colour, shape): count} named by an "I see ..." sentence (`describe`'s counted wording or
+    `located_description`'s placed one, any order; a colour and shape named twice add up), or None when the text
+    does not open with one that parses."""
     first = text.split(".")[0]
     if first.strip() == "I see no shapes":
         return Counter()
     if not first.startswith("I see "):
         return None
+    if " at the " in first:
+        placed = Counter((m.group("color"), m.group("shape")) for m in _PLACED.finditer(first))
+        return placed or None
     found: Counter = Counter()
     for m in _OBJECT.finditer(first[len("I see ") :]):
         if m.group("n") not in NUMBER_WORDS:

@@ -31,7 +31,7 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
 RELATIONS: dict[str, str] = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 # how a reflection reaches its verdict (ShapesWorldConfig.reflection_style)
-REFLECTION_STYLES: tuple[str, ...] = ("checklist", "verdict_first")
+REFLECTION_STYLES: tuple[str, ...] = ("checklist", "verdict_first", "located")
 
 TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
@@ -79,6 +79,9 @@ class ShapesWorldConfig:
     # requirements marked yes / no ("Check: a red circle, yes; nothing else, no."), then the verdict. Both the
     # synthetic and the own-image data use it. The checklist did not raise the verdict's accuracy on wrong images
     # (the tiny model misreads image_1 itself) and costs ~11% SFT time (docs/reflection_verdict.md, section 9).
+    # "located" = verdict_first, but the description lists every object with its place, in reading order ("I see a
+    # red circle at the top left and a blue square at the centre."), the way think_1's plan and the understanding
+    # mode name a scene, instead of counts per colour and shape.
     reflection_style: str = "verdict_first"
 
     def __post_init__(self) -> None:
