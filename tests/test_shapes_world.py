@@ -235,7 +235,9 @@ def test_located_reflection_lists_each_seen_object_with_its_place_in_reading_ord
     assert REVISE_VERDICT.search(text)
     # the probe's parser reads both wordings to the same multiset
     counted = write_reflection(meta, score, 0, right, cfg, style="verdict_first")
-    assert described_objects(reflection_description(text)) == described_objects(reflection_description(counted))
+    assert described_objects(reflection_description(text)) == described_objects(
+        reflection_description(counted)
+    )
     assert described_objects(reflection_description(text))[("red", "triangle")] == 1
     with pytest.raises(ValueError, match="needs cfg"):
         write_reflection(meta, score, 0, style="located")
