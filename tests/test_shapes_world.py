@@ -139,7 +139,7 @@ def test_every_corruption_is_flagged(layout):
     rng = np.random.default_rng(5)
     seen = set()
     for meta in enumerate_prompts(cfg, "train") + enumerate_prompts(cfg, "heldout"):
-        for kind in applicable_corruptions(meta, cfg):
+        for kind in applicable_corruptions(meta, cfg, CORRUPTION_KINDS):
             scene, got = corrupt(meta, cfg, rng, kind=kind)
             assert got == kind
             score = score_image(render_scene(scene, cfg), meta, cfg)
@@ -154,6 +154,34 @@ def test_every_corruption_is_flagged(layout):
             0,
             "wrong_position",
         )
+
+
+def test_extra_copy_is_opt_in_and_adds_one_copy_of_a_drawn_object():
+    from collections import Counter
+
+    from irg_rl.tasks.shapes.corrupt import DEFAULT_CORRUPTION_KINDS
+    from irg_rl.tasks.shapes.data_builder import ShapesDataConfig
+
+    cfg = ShapesWorldConfig()
+    meta = next(m for m in enumerate_prompts(cfg, "train") if m["tag"] == "color_attr")
+    # not drawn by default (the default data stay as they were), drawn when allowed
+    assert "extra_copy" not in applicable_corruptions(meta, cfg)
+    assert "extra_copy" not in DEFAULT_CORRUPTION_KINDS
+    assert applicable_corruptions(meta, cfg, ["extra_copy"]) == ["extra_copy"]
+    # GenEval's own rules allow extras: then it breaks only prompts with an exclude clause
+    assert (
+        applicable_corruptions(meta, ShapesWorldConfig(forbid_extra_objects=False), CORRUPTION_KINDS).count(
+            "extra_copy"
+        )
+        == 0
+    )
+    scene = layout_scene(meta, cfg, 0)
+    wrong, kind = corrupt(meta, cfg, 1, scene=scene, allowed=["extra_copy"])
+    assert kind == "extra_copy" and len(wrong) == len(scene) + 1
+    added = Counter((o.shape, o.color) for o in wrong) - Counter((o.shape, o.color) for o in scene)
+    assert sum(added.values()) == 1 and next(iter(added)) in {(o.shape, o.color) for o in scene}
+    with pytest.raises(ValueError, match="corruption_kinds"):
+        ShapesDataConfig(corruption_kinds=["extra"]).validate()
 
 
 def test_think_texts_vary_and_reflections_have_structure():

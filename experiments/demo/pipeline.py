@@ -80,7 +80,8 @@ def _latest_checkpoint(run_dir: Path) -> Path:
 
 def _data_stage(opts: DemoOptions, out: Path) -> Stage:
     def run(folder: Path) -> dict:
-        return build_shapes_data(folder, ShapesDataConfig(num_prompts=opts.num_prompts))
+        overrides = [f"num_prompts={opts.num_prompts}", *opts.overrides.get("data", [])]
+        return build_shapes_data(folder, load_config(ShapesDataConfig, None, overrides))
 
     return Stage("data", run)
 

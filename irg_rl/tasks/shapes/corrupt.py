@@ -20,12 +20,21 @@ CORRUPTION_KINDS: tuple[str, ...] = (
     "missing_object",
     "extra_object",
     "wrong_shape",
+    "extra_copy",
 )
+# the kinds drawn by default; "extra_copy" (one more copy of a drawn object, the tiny model's own common error) is
+# opt-in (ShapesDataConfig.corruption_kinds) so that the default data stay as they were
+DEFAULT_CORRUPTION_KINDS: tuple[str, ...] = CORRUPTION_KINDS[:6]
 
 
-def applicable_corruptions(meta: dict, cfg: ShapesWorldConfig) -> list[str]:
-    """The corruption kinds that make this prompt fail."""
+def applicable_corruptions(
+    meta: dict, cfg: ShapesWorldConfig, allowed: tuple[str, ...] | list[str] = DEFAULT_CORRUPTION_KINDS
+) -> list[str]:
+    """The corruption kinds among `allowed` that make this prompt fail."""
     kinds = ["missing_object"]
+    # an extra object breaks every prompt when the world forbids extras, else only the exclude clause
+    if cfg.forbid_extra_objects or meta.get("exclude"):
+        kinds.append("extra_copy")
     if meta.get("tag") == "counting" or meta.get("exclude"):
         kinds += ["wrong_count", "extra_object"]
     if any("color" in r for r in meta["include"]) and len(cfg.colors) > 1:
@@ -34,7 +43,7 @@ def applicable_corruptions(meta: dict, cfg: ShapesWorldConfig) -> list[str]:
         kinds.append("wrong_position")
     if len(cfg.shapes) > 1:
         kinds.append("wrong_shape")
-    return [k for k in CORRUPTION_KINDS if k in kinds]
+    return [k for k in CORRUPTION_KINDS if k in kinds and k in allowed]
 
 
 def _free_spot(scene: Scene, cfg: ShapesWorldConfig, rng: np.random.Generator) -> tuple[float, float]:
@@ -66,14 +75,18 @@ def corrupt(
     rng: np.random.Generator | int | None = None,
     kind: str | None = None,
     scene: Scene | None = None,
+    allowed: tuple[str, ...] | list[str] = DEFAULT_CORRUPTION_KINDS,
 ) -> tuple[Scene, str]:
     """A wrong scene for the prompt and its kind (drawn among the applicable kinds when `kind` is None).
 
     scene: the correct scene to corrupt (as made by `layout_scene` for this prompt, objects in include order);
     a fresh layout is drawn when None. The input scene is not modified.
+    allowed: the kinds that may be drawn (an explicit `kind` must be applicable among CORRUPTION_KINDS).
     """
     rng = as_rng(rng)
-    kinds = applicable_corruptions(meta, cfg)
+    kinds = applicable_corruptions(meta, cfg, allowed if kind is None else CORRUPTION_KINDS)
+    if not kinds:
+        raise ValueError(f"no corruption among {list(allowed)} can break prompt '{meta['prompt']}'")
     if kind is None:
         # kinds specific to the prompt's tag (count, colour, position) are drawn twice as often as generic ones
         w = np.array([1.0 if k in ("missing_object", "wrong_shape") else 2.0 for k in kinds])
@@ -92,6 +105,9 @@ def corrupt(
         else:
             x, y = _free_spot(scene, cfg, rng)
             scene.append(dataclasses.replace(scene[pick], cx=x, cy=y))
+    elif kind == "extra_copy":
+        x, y = _free_spot(scene, cfg, rng)
+        scene.append(dataclasses.replace(scene[pick], cx=x, cy=y))
     elif kind == "extra_object":
         req = meta["exclude"][0]
         x, y = _free_spot(scene, cfg, rng)

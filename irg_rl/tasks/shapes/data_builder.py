@@ -20,6 +20,7 @@ from irg_rl.config import to_yaml
 from irg_rl.data import modes as M
 from irg_rl.data.format import Part, Turn, image_part, text_part, write_mode_shard
 from irg_rl.tasks.shapes import (
+    CORRUPTION_KINDS,
     ShapesWorldConfig,
     corrupt,
     enumerate_prompts,
@@ -30,6 +31,7 @@ from irg_rl.tasks.shapes import (
     write_reflection,
     write_think1,
 )
+from irg_rl.tasks.shapes.corrupt import DEFAULT_CORRUPTION_KINDS
 
 LAYOUT_SOURCES = ("text", "image_1")
 
@@ -50,6 +52,9 @@ class ShapesDataConfig:
     # prompt repeats the whole target scene (image_2 can be drawn from the text alone); "image_1" = neither names
     # places, so the unchanged objects' places are only in image_1 (the reflection's edit steps still do)
     layout_source: str = "text"
+    # corruption kinds image_1 may be drawn with (each prompt draws among those that break it); add "extra_copy"
+    # for one more copy of a drawn object, an error the tiny model's own first images often make
+    corruption_kinds: list[str] = field(default_factory=lambda: list(DEFAULT_CORRUPTION_KINDS))
     # conversations per parquet shard
     shard_size: int = 4096
     # rows shown in preview.png
@@ -62,6 +67,11 @@ class ShapesDataConfig:
             raise ValueError(f"correct_share: must be in [0, 1], got {self.correct_share}")
         if self.layout_source not in LAYOUT_SOURCES:
             raise ValueError(f"layout_source: must be one of {LAYOUT_SOURCES}, got {self.layout_source!r}")
+        bad = [k for k in self.corruption_kinds if k not in CORRUPTION_KINDS]
+        if bad or not self.corruption_kinds:
+            raise ValueError(
+                f"corruption_kinds: must be a non-empty subset of {list(CORRUPTION_KINDS)}, got {self.corruption_kinds}"
+            )
         if self.shard_size < 1:
             raise ValueError(f"shard_size: must be >= 1, got {self.shard_size}")
 
@@ -87,7 +97,12 @@ class ShapesExample:
 
 
 def make_example(
-    meta: dict, world: ShapesWorldConfig, rng: np.random.Generator, correct: bool, layout_in_text: bool = True
+    meta: dict,
+    world: ShapesWorldConfig,
+    rng: np.random.Generator,
+    correct: bool,
+    layout_in_text: bool = True,
+    corruption_kinds: tuple[str, ...] | list[str] = DEFAULT_CORRUPTION_KINDS,
 ) -> ShapesExample:
     """Build one example; raises if a corruption is not caught by the scorer (it must be)."""
     scene = layout_scene(meta, world, rng)
@@ -96,7 +111,7 @@ def make_example(
     if correct:
         scene_1, kind = scene, "correct"
     else:
-        scene_1, kind = corrupt(meta, world, rng, scene=scene)
+        scene_1, kind = corrupt(meta, world, rng, scene=scene, allowed=corruption_kinds)
     image_1 = render_scene(scene_1, world)
     score_1 = score_image(image_1, meta, world)
     if score_1.strict != float(correct):
@@ -174,7 +189,14 @@ def build_shapes_data(out: str | Path, cfg: ShapesDataConfig) -> dict:
         for i, meta in enumerate(metas):
             rng = np.random.default_rng([cfg.seed, i])
             correct = bool(rng.random() < cfg.correct_share)
-            ex = make_example(meta, world, rng, correct, layout_in_text=cfg.layout_source == "text")
+            ex = make_example(
+                meta,
+                world,
+                rng,
+                correct,
+                layout_in_text=cfg.layout_source == "text",
+                corruption_kinds=cfg.corruption_kinds,
+            )
             kinds[ex.kind] = kinds.get(ex.kind, 0) + 1
             if len(preview) < cfg.preview_rows:
                 preview.append(ex)
