@@ -152,7 +152,11 @@ def test_a_misreading_that_repeats_the_plan_is_counted():
         False,
     )
     other = read_trajectory(
-        {**repeats_plan, "think_2": _think("I see one red circle.", "", "The image is wrong.")},
+        {
+            **repeats_plan,
+            "think_2": _think("I see one red circle.", "", "The image is wrong."),
+            "verdict": "revise",
+        },
         drew_green,
         META,
     )
@@ -163,3 +167,29 @@ def test_a_misreading_that_repeats_the_plan_is_counted():
     s = summarise([row, other, right, read_trajectory({"think_2": "<think> x </think>"}, drew_green, META)])
     assert s["plan_given_description_wrong"] == pytest.approx(1 / 2)  # the row without think_1 is not counted
     assert s["image_1_wrong"]["description_is_plan"] == pytest.approx(1 / 3)
+    # all three planned rows deviate from the plan by a colour swap (blue square drawn green)
+    dev = s["image_1_wrong_by_deviation"]
+    assert list(dev) == ["colour_swap"]
+    assert dev["colour_swap"]["share"] == 1.0
+    assert dev["colour_swap"]["description_right"] == pytest.approx(1 / 3)
+    assert dev["colour_swap"]["verdict_right"] == pytest.approx(1 / 3)  # `other` says revise
+
+
+def test_plan_deviation_names_how_the_drawn_objects_differ_from_the_plan():
+    from collections import Counter
+
+    from experiments.probes.reflection_reading import plan_deviation
+
+    plan = Counter({("red", "circle"): 1, ("blue", "square"): 1})
+    cases = {
+        "as_planned": Counter({("blue", "square"): 1, ("red", "circle"): 1}),
+        "missing_object": Counter({("red", "circle"): 1}),
+        "extra_copy": Counter({("red", "circle"): 1, ("blue", "square"): 2}),
+        "extra_object": Counter({("red", "circle"): 1, ("blue", "square"): 1, ("green", "triangle"): 1}),
+        "colour_swap": Counter({("red", "circle"): 1, ("green", "square"): 1}),
+        "shape_swap": Counter({("red", "circle"): 1, ("blue", "triangle"): 1}),
+        "class_swap": Counter({("red", "circle"): 1, ("green", "triangle"): 1}),
+        "mixed": Counter({("green", "triangle"): 3}),
+    }
+    for kind, drawn in cases.items():
+        assert plan_deviation(drawn, plan) == kind, kind

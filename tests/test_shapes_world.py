@@ -269,3 +269,25 @@ def test_located_reflection_lists_each_seen_object_with_its_place_in_reading_ord
     assert described_objects(reflection_description(text))[("red", "triangle")] == 1
     with pytest.raises(ValueError, match="needs cfg"):
         write_reflection(meta, score, 0, style="located")
+
+
+def test_rebind_gives_an_object_another_objects_shape_or_colour():
+
+    cfg = ShapesWorldConfig()
+    metas = enumerate_prompts(cfg, "train")
+    single = next(m for m in metas if m["tag"] == "single_object")
+    assert "rebind" not in applicable_corruptions(single, cfg, CORRUPTION_KINDS)  # nothing to take from
+    for tag in ("two_object", "color_attr", "position"):
+        meta = next(m for m in metas if m["tag"] == tag)
+        scene = layout_scene(meta, cfg, 0)
+        wrong, kind = corrupt(meta, cfg, 3, scene=scene, allowed=["rebind"])
+        assert kind == "rebind" and len(wrong) == len(scene)
+        changed = [(o, w) for o, w in zip(scene, wrong, strict=True) if o != w]
+        assert len(changed) == 1
+        before, after = changed[0]
+        # exactly one attribute changed, to a value another object of the scene has; places are kept
+        attrs = {(o.shape, o.color) for o in scene if o is not before}
+        assert (after.shape != before.shape) != (after.color != before.color)
+        assert after.shape in {s for s, _ in attrs} and after.color in {c for _, c in attrs} | {before.color}
+        assert (after.cx, after.cy) == (before.cx, before.cy)
+        assert score_image(render_scene(wrong, cfg), meta, cfg).strict == 0.0

@@ -11,7 +11,9 @@ exact scorer's reading of the same image_1 says what each part should have been.
 - verdict right: keep given image_1 right, revise given wrong (no verdict counts as revise);
 - description is the plan / image_1 is the plan (where think_1 holds a plan sentence): the objects the reflection
   names, or the objects actually drawn, are exactly those think_1 planned. A misreading that equals the plan is the
-  model repeating its own intention instead of reading what it drew.
+  model repeating its own intention instead of reading what it drew;
+- how a wrong image_1 deviates from its plan (`plan_deviation`: missing object, extra copy of a planned object,
+  colour or shape swap, ...), with the reading and the verdict right per kind.
 
 Rates are reported for all trajectories and split by image_1 right / wrong, and the verdict's accuracy is split
 by whether the description was right, which separates perception errors from reasoning errors.
@@ -20,6 +22,7 @@ by whether the description was right, which separates perception errors from rea
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,6 +44,45 @@ def _rate(hits: int, n: int) -> float | None:
     return None if n == 0 else hits / n
 
 
+DEVIATIONS = (
+    "as_planned",
+    "missing_object",
+    "extra_copy",
+    "extra_object",
+    "colour_swap",
+    "shape_swap",
+    "class_swap",
+    "mixed",
+)
+
+
+def plan_deviation(drawn: Counter, plan: Counter) -> str:
+    """How the objects drawn differ from the objects planned (both {(colour, shape): count}), one of DEVIATIONS:
+    nothing; planned objects missing only; extra objects only (copies of planned ones, or others); the same number
+    of objects with colours swapped (shapes kept), shapes swapped (colours kept) or both; else mixed."""
+    if drawn == plan:
+        return "as_planned"
+    extra, missing = drawn - plan, plan - drawn
+    if not extra:
+        return "missing_object"
+    if not missing:
+        return "extra_copy" if all(k in plan for k in extra) else "extra_object"
+    if sum(drawn.values()) != sum(plan.values()):
+        return "mixed"
+
+    def by(i: int, objects: Counter) -> Counter:
+        out: Counter = Counter()
+        for key, n in objects.items():
+            out[key[i]] += n
+        return out
+
+    if by(1, drawn) == by(1, plan):
+        return "colour_swap"
+    if by(0, drawn) == by(0, plan):
+        return "shape_swap"
+    return "class_swap"
+
+
 def read_trajectory(sample: dict, details: dict, meta: dict) -> dict:
     """One trajectory's reading: image_1 right, verdict, and whether each part of the reflection is right."""
     think_2 = sample.get("think_2") or ""
@@ -60,6 +102,8 @@ def read_trajectory(sample: dict, details: dict, meta: dict) -> dict:
     if plan is not None:
         row["description_is_plan"] = seen == plan
         row["image_1_is_plan"] = drawn == plan
+        if not right and drawn is not None:
+            row["deviation"] = plan_deviation(drawn, plan)
     if items is not None:
         row["checklist_right"] = items == want
         all_yes = bool(items) and all(i.endswith(", yes") for i in items)
@@ -98,6 +142,17 @@ def summarise(rows: list[dict]) -> dict:
     result["plan_given_description_wrong"] = _rate(
         sum(r["description_is_plan"] for r in misread), len(misread)
     )
+    # wrong first images by how they deviate from the plan: share, reading right, verdict right (revise)
+    deviated = [r for r in rows if "deviation" in r]
+    result["image_1_wrong_by_deviation"] = {
+        kind: {
+            "share": len(sub) / len(deviated),
+            "description_right": _rate(sum(r["description_right"] for r in sub), len(sub)),
+            "verdict_right": _rate(sum(r["verdict_right"] for r in sub), len(sub)),
+        }
+        for kind in DEVIATIONS
+        if (sub := [r for r in deviated if r["deviation"] == kind])
+    }
     return result
 
 

@@ -21,9 +21,11 @@ CORRUPTION_KINDS: tuple[str, ...] = (
     "extra_object",
     "wrong_shape",
     "extra_copy",
+    "rebind",
 )
-# the kinds drawn by default; "extra_copy" (one more copy of a drawn object, the tiny model's own common error) is
-# opt-in (ShapesDataConfig.corruption_kinds) so that the default data stay as they were
+# the kinds drawn by default. Two errors the tiny model's own first images often make are opt-in
+# (ShapesDataConfig.corruption_kinds) so that the default data stay as they were: "extra_copy" (one more copy of a
+# drawn object) and "rebind" (an object takes the shape, or else the colour, of another object in the scene).
 DEFAULT_CORRUPTION_KINDS: tuple[str, ...] = CORRUPTION_KINDS[:6]
 
 
@@ -41,6 +43,8 @@ def applicable_corruptions(
         kinds.append("wrong_color")
     if any("position" in r for r in meta["include"]):
         kinds.append("wrong_position")
+    if _rebind_pairs(meta):
+        kinds.append("rebind")
     if len(cfg.shapes) > 1:
         kinds.append("wrong_shape")
     return [k for k in CORRUPTION_KINDS if k in kinds and k in allowed]
@@ -67,6 +71,22 @@ def _objects_of(meta: dict) -> list[int]:
     for i, req in enumerate(meta["include"]):
         owner += [i] * req["count"]
     return owner
+
+
+def _rebind_pairs(meta: dict) -> list[tuple[int, int, str]]:
+    """(include a, include b, attribute) triples such that giving one of a's objects b's attribute breaks the
+    prompt: the shape when the two classes differ, else the colour when both are coloured differently."""
+    inc = meta["include"]
+    pairs = []
+    for a in range(len(inc)):
+        for b in range(len(inc)):
+            if a == b:
+                continue
+            if inc[a]["class"] != inc[b]["class"]:
+                pairs.append((a, b, "shape"))
+            elif inc[a].get("color") and inc[b].get("color") and inc[a]["color"] != inc[b]["color"]:
+                pairs.append((a, b, "color"))
+    return pairs
 
 
 def corrupt(
@@ -108,6 +128,13 @@ def corrupt(
     elif kind == "extra_copy":
         x, y = _free_spot(scene, cfg, rng)
         scene.append(dataclasses.replace(scene[pick], cx=x, cy=y))
+    elif kind == "rebind":
+        pairs = _rebind_pairs(meta)
+        a, b, attr = pairs[int(rng.integers(len(pairs)))]
+        ks = [k for k, i in enumerate(owner) if i == a]
+        k = ks[int(rng.integers(len(ks)))]
+        donor = scene[owner.index(b)]
+        scene[k] = dataclasses.replace(scene[k], **{attr: getattr(donor, attr)})
     elif kind == "extra_object":
         req = meta["exclude"][0]
         x, y = _free_spot(scene, cfg, rng)
