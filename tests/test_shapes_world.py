@@ -272,7 +272,6 @@ def test_located_reflection_lists_each_seen_object_with_its_place_in_reading_ord
 
 
 def test_rebind_gives_an_object_another_objects_shape_or_colour():
-
     cfg = ShapesWorldConfig()
     metas = enumerate_prompts(cfg, "train")
     single = next(m for m in metas if m["tag"] == "single_object")
