@@ -53,7 +53,8 @@ class ShapesDataConfig:
     # places, so the unchanged objects' places are only in image_1 (the reflection's edit steps still do)
     layout_source: str = "text"
     # corruption kinds image_1 may be drawn with (each prompt draws among those that break it); add "extra_copy"
-    # for one more copy of a drawn object, an error the tiny model's own first images often make
+    # (one more copy of a drawn object) and "rebind" (an object takes another's shape or colour), errors the tiny
+    # model's own first images often make
     corruption_kinds: list[str] = field(default_factory=lambda: list(DEFAULT_CORRUPTION_KINDS))
     # conversations per parquet shard
     shard_size: int = 4096
