@@ -6,12 +6,17 @@ Public API (see each module for details):
     layout_scene, render, render_scene, relations_between        correct scenes and rasterisation
     detect_objects, Detection, score_image, ShapesScore          exact GenEval-rule scorer
     cell_classes, scene_from_cell_classes, image_to_cell_classes grid cell codes (0 empty, 1 + s * C + c)
-    corrupt, CORRUPTION_KINDS, applicable_corruptions            controlled wrong scenes
+    corrupt, CORRUPTION_KINDS, DEFAULT_CORRUPTION_KINDS, ...      controlled wrong scenes (applicable_corruptions)
     write_think1, write_reflection, reflection_has_structure     thinking texts
     reflection_description, described_objects                   what a reflection says it sees in image_1
 """
 
-from irg_rl.tasks.shapes.corrupt import CORRUPTION_KINDS, applicable_corruptions, corrupt
+from irg_rl.tasks.shapes.corrupt import (
+    CORRUPTION_KINDS,
+    DEFAULT_CORRUPTION_KINDS,
+    applicable_corruptions,
+    corrupt,
+)
 from irg_rl.tasks.shapes.detect import Detection, detect_objects
 from irg_rl.tasks.shapes.grid import (
     cell_class,
@@ -36,6 +41,7 @@ from irg_rl.tasks.shapes.world import PALETTE, TAGS, Scene, SceneObject, ShapesW
 
 __all__ = [
     "CORRUPTION_KINDS",
+    "DEFAULT_CORRUPTION_KINDS",
     "HEADINGS",
     "PALETTE",
     "TAGS",

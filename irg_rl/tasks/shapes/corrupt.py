@@ -26,7 +26,9 @@ CORRUPTION_KINDS: tuple[str, ...] = (
 # the kinds drawn by default. Two errors the tiny model's own first images often make are opt-in
 # (ShapesDataConfig.corruption_kinds) so that the default data stay as they were: "extra_copy" (one more copy of a
 # drawn object) and "rebind" (an object takes the shape, or else the colour, of another object in the scene).
-DEFAULT_CORRUPTION_KINDS: tuple[str, ...] = CORRUPTION_KINDS[:6]
+DEFAULT_CORRUPTION_KINDS: tuple[str, ...] = tuple(
+    k for k in CORRUPTION_KINDS if k not in ("extra_copy", "rebind")
+)
 
 
 def applicable_corruptions(
@@ -108,7 +110,7 @@ def corrupt(
     if not kinds:
         raise ValueError(f"no corruption among {list(allowed)} can break prompt '{meta['prompt']}'")
     if kind is None:
-        # kinds specific to the prompt's tag (count, colour, position) are drawn twice as often as generic ones
+        # the generic kinds (missing_object, wrong_shape) are drawn half as often as the others
         w = np.array([1.0 if k in ("missing_object", "wrong_shape") else 2.0 for k in kinds])
         kind = kinds[int(rng.choice(len(kinds), p=w / w.sum()))]
     elif kind not in kinds:

@@ -21,6 +21,7 @@ from irg_rl.data import modes as M
 from irg_rl.data.format import Part, Turn, image_part, text_part, write_mode_shard
 from irg_rl.tasks.shapes import (
     CORRUPTION_KINDS,
+    DEFAULT_CORRUPTION_KINDS,
     ShapesWorldConfig,
     corrupt,
     enumerate_prompts,
@@ -31,7 +32,6 @@ from irg_rl.tasks.shapes import (
     write_reflection,
     write_think1,
 )
-from irg_rl.tasks.shapes.corrupt import DEFAULT_CORRUPTION_KINDS
 
 LAYOUT_SOURCES = ("text", "image_1")
 
