@@ -81,7 +81,8 @@ class ShapesWorldConfig:
     # (the tiny model misreads image_1 itself) and costs ~11% SFT time (docs/reflection_verdict.md, section 9).
     # "located" = verdict_first, but the description lists every object with its place, in reading order ("I see a
     # red circle at the top left and a blue square at the centre."), the way think_1's plan and the understanding
-    # mode name a scene, instead of counts per colour and shape.
+    # mode name a scene, instead of counts per colour and shape; it made the reflection repeat think_1's plan more
+    # (docs/reflection_verdict.md, section 12).
     reflection_style: str = "verdict_first"
 
     def __post_init__(self) -> None:
