@@ -67,6 +67,14 @@ def _free_spot(scene: Scene, cfg: ShapesWorldConfig, rng: np.random.Generator) -
     raise ValueError("no free spot for an extra object; lower object_size or object counts")
 
 
+def _copy_in_free_spot(
+    scene: Scene, pick: int, cfg: ShapesWorldConfig, rng: np.random.Generator
+) -> SceneObject:
+    """One more copy of scene[pick], placed where it overlaps nothing."""
+    x, y = _free_spot(scene, cfg, rng)
+    return dataclasses.replace(scene[pick], cx=x, cy=y)
+
+
 def _objects_of(meta: dict) -> list[int]:
     """Include index of each object layout_scene makes (objects come in include order)."""
     owner = []
@@ -125,11 +133,9 @@ def corrupt(
         if req["count"] > 1 and rng.random() < 0.5:
             del scene[pick]
         else:
-            x, y = _free_spot(scene, cfg, rng)
-            scene.append(dataclasses.replace(scene[pick], cx=x, cy=y))
+            scene.append(_copy_in_free_spot(scene, pick, cfg, rng))
     elif kind == "extra_copy":
-        x, y = _free_spot(scene, cfg, rng)
-        scene.append(dataclasses.replace(scene[pick], cx=x, cy=y))
+        scene.append(_copy_in_free_spot(scene, pick, cfg, rng))
     elif kind == "rebind":
         pairs = _rebind_pairs(meta)
         a, b, attr = pairs[int(rng.integers(len(pairs)))]

@@ -189,14 +189,16 @@ def checklist(score_of_image1, meta: dict) -> str:
     return "Check: " + "; ".join(check_items(score_of_image1, meta)) + "."
 
 
+def _centre(o) -> tuple[float, float]:
+    """(x, y) centre of a Detection (`center`) or a SceneObject (`cx`, `cy`)."""
+    return o.center if hasattr(o, "center") else (o.cx, o.cy)
+
+
 def edit_steps(detected, target: Scene, cfg: ShapesWorldConfig) -> list[str]:
     """Edits that turn the seen objects into the target scene: keep/move, recolour, reshape, add, remove.
 
     detected: objects with shape, color and center (Detection) or cx/cy (SceneObject).
     """
-
-    def centre(o):
-        return o.center if hasattr(o, "center") else (o.cx, o.cy)
 
     seen = list(detected)
     todo = list(target)
@@ -209,21 +211,21 @@ def edit_steps(detected, target: Scene, cfg: ShapesWorldConfig) -> list[str]:
             cands = [d for d in seen if match(d, t)]
             if not cands:
                 continue
-            d = min(cands, key=lambda d: np.hypot(centre(d)[0] - t.cx, centre(d)[1] - t.cy))
+            d = min(cands, key=lambda d: np.hypot(_centre(d)[0] - t.cx, _centre(d)[1] - t.cy))
             seen.remove(d)
             todo.remove(t)
             pairs.append((d, t))
         return pairs
 
     for d, t in take(lambda d, t: d.shape == t.shape and d.color == t.color):
-        if np.hypot(centre(d)[0] - t.cx, centre(d)[1] - t.cy) > cfg.cell_px * 0.75:
+        if np.hypot(_centre(d)[0] - t.cx, _centre(d)[1] - t.cy) > cfg.cell_px * 0.75:
             steps.append(f"Move the {d.color} {d.shape} to the {region(t.cx, t.cy, size)}.")
     for d, t in take(lambda d, t: d.shape == t.shape):
         steps.append(f"Make the {d.color} {d.shape} {t.color}.")
     for d, t in take(lambda d, t: d.color == t.color):
         steps.append(f"Turn the {d.color} {d.shape} into {article(t.shape)} {t.shape}.")
     for d in seen:
-        steps.append(f"Remove the {d.color} {d.shape} at the {region(*centre(d), size)}.")
+        steps.append(f"Remove the {d.color} {d.shape} at the {region(*_centre(d), size)}.")
     for t in todo:
         steps.append(f"Add {_placed(t, size)}.")
     return steps
@@ -237,10 +239,7 @@ def located_description(detected, cfg: ShapesWorldConfig) -> str:
     """
     if not detected:
         return "I see no shapes."
-    objs = [
-        SceneObject(o.shape, o.color, *(o.center if hasattr(o, "center") else (o.cx, o.cy)), cfg.object_px)
-        for o in detected
-    ]
+    objs = [SceneObject(o.shape, o.color, *_centre(o), cfg.object_px) for o in detected]
     objs.sort(key=lambda o: (int(o.cy // cfg.cell_px), int(o.cx // cfg.cell_px), o.cx))
     return "I see " + scene_phrase(objs, cfg) + "."
 
