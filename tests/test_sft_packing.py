@@ -200,6 +200,48 @@ def test_image_cond_dropout_removes_both_condition_blocks_but_keeps_the_target(e
     assert seq.attn_modes == ["causal", "noise", "causal"]
 
 
+@pytest.mark.parametrize(
+    "drop",
+    [{"image_cond_dropout": 1.0}, {"vae_cond_dropout": 1.0}, {"vit_cond_dropout": 1.0}],
+    ids=["whole_image", "vae_block", "vit_block"],
+)
+def test_text_after_a_dropped_image_condition_can_train_no_loss(enc, example, drop):
+    """think_1 | image_1 (vae + vit condition) | think_2 (loss) | image_2 (loss): with image_1 (or one of its
+    blocks) dropped, think_2 stays as context for image_2 but its CE is masked when the option is on."""
+    conv = mode_conversations(example)[M.IMPROVING_FULL]
+    base = {"vae_cond_dropout": 0.0, **drop}
+    _, seq_on = _pack(enc, conv, PackingOptions(**base, mask_text_after_dropped_image=True))
+    _, seq_off = _pack(enc, conv, PackingOptions(**base))
+    think_2 = enc.encode_text(example.think_2) + [enc.special.im_end]
+    assert seq_off.ce_labels.tolist() == think_2  # the default trains the reflection without image_1
+    assert seq_on.ce_indexes is None  # masked: no CE anywhere
+    # same tokens, same image loss: only the text's CE differs
+    assert seq_on.split_lens == seq_off.split_lens and seq_on.attn_modes == seq_off.attn_modes
+    assert torch.equal(seq_on.mse_indexes, seq_off.mse_indexes)
+    # nothing dropped: the option changes nothing
+    _, seq_kept = _pack(enc, conv, PackingOptions(vae_cond_dropout=0.0, mask_text_after_dropped_image=True))
+    assert seq_kept.ce_labels.tolist() == think_2
+
+
+def test_text_before_a_dropped_image_keeps_its_loss(enc):
+    img = np.zeros((32, 32, 3), np.uint8)
+    conv = [
+        Turn("user", "a red circle"),
+        Turn(
+            "assistant",
+            [
+                text_part("plan"),
+                image_part(img, need_loss=False, need_vae=True, need_vit=True),
+                text_part("lacks"),
+            ],
+        ),
+    ]
+    opts = PackingOptions(vae_cond_dropout=0.0, image_cond_dropout=1.0, mask_text_after_dropped_image=True)
+    _, seq = _pack(enc, conv, opts)
+    assert seq.attn_modes == ["causal", "causal", "causal"]
+    assert seq.ce_labels.tolist() == enc.encode_text("plan") + [enc.special.im_end]
+
+
 def test_packing_options_come_from_the_data_section():
     import dataclasses
 

@@ -1,5 +1,6 @@
 """The ShapesWorld IRGL builder writes six modes in the official format that read back."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -100,3 +101,44 @@ def test_layout_source_image_1_keeps_places_out_of_the_plan_and_final_prompt(tmp
         assert " at the " in text_t1  # the default plan names places
     with pytest.raises(ValueError, match="layout_source"):
         ShapesDataConfig(layout_source="both").validate()
+
+
+def test_improving_pairs_give_each_plan_a_keep_and_a_revise_image(tmp_path):
+    """With pairs the improving rows of a prompt share prompt and think_1, one reflection keeps and one revises,
+    and only image_1 tells them apart; the initial modes and each prompt's first example are unchanged."""
+    cfg = ShapesDataConfig(num_prompts=12, seed=5, shard_size=5)
+    plain = build_shapes_data(tmp_path / "plain", cfg)
+    paired = build_shapes_data(tmp_path / "pairs", dataclasses.replace(cfg, improving_pairs=True))
+    assert (plain["improving_rows_per_prompt"], paired["improving_rows_per_prompt"]) == (1, 2)
+    report = validate_dataset(tmp_path / "pairs")
+    assert {m: r.rows for m, r in report.items()} == {
+        m: 24 if m.startswith("improving") else 12 for m in MODES
+    }
+
+    def rows(root, mode):
+        return [c for m, _, _, c in iter_conversations(root) if m == mode]
+
+    for mode in MODES:
+        if mode.startswith("initial"):
+            assert rows(tmp_path / "plain", mode) == rows(tmp_path / "pairs", mode)
+    meta_rows = [
+        json.loads(line) for line in (tmp_path / "pairs" / "metadata.jsonl").read_text().splitlines()
+    ]
+    plain_full = rows(tmp_path / "plain", "improving_full_learning")
+    full = rows(tmp_path / "pairs", "improving_full_learning")
+    assert len(full) == 24
+    # rows are written per prompt: the first example, then its twin
+    for k, row in enumerate(meta_rows):
+        first, twin = full[2 * k], full[2 * k + 1]
+        assert first == plain_full[k]
+        assert first[0].content == twin[0].content == row["metadata"]["prompt"]
+        assert first[1].content[0].content == twin[1].content[0].content  # the same think_1
+        assert first[1].content[3].content == twin[1].content[3].content  # the same image_2
+        assert {row["image_1_kind"] == "correct", row["twin_image_1_kind"] == "correct"} == {True, False}
+        world = ShapesWorldConfig()
+        strict = [
+            score_image(np.asarray(c[1].content[1].pil()), row["metadata"], world).strict
+            for c in (first, twin)
+        ]
+        assert sorted(strict) == [0.0, 1.0]
+        assert first[1].content[2].content != twin[1].content[2].content  # different reflections

@@ -18,6 +18,13 @@ MODES: tuple[str, ...] = (
     IMPROVING_FULL,
 )
 
+# the modes whose rows reflect on an image_1
+IMPROVING_MODES: tuple[str, ...] = (
+    IMPROVING_THINKING_UNDERSTANDING,
+    IMPROVING_THINKING_GENERATION,
+    IMPROVING_FULL,
+)
+
 # Stage 1 samples all six modes, the two full modes twice as often; stage 2 trains only the full modes.
 STAGE1_WEIGHTS: dict[str, float] = {m: (1.0 if m.endswith("full_learning") else 0.5) for m in MODES}
 STAGE2_WEIGHTS: dict[str, float] = {INITIAL_FULL: 1.0, IMPROVING_FULL: 1.0}

@@ -22,6 +22,7 @@ from irg_rl.data.format import Part, Turn, image_part, text_part, write_mode_sha
 from irg_rl.tasks.shapes import (
     CORRUPTION_KINDS,
     DEFAULT_CORRUPTION_KINDS,
+    Scene,
     ShapesWorldConfig,
     corrupt,
     enumerate_prompts,
@@ -56,6 +57,10 @@ class ShapesDataConfig:
     # (one more copy of a drawn object) and "rebind" (an object takes another's shape or colour), errors the tiny
     # model's own first images often make
     corruption_kinds: list[str] = field(default_factory=lambda: list(DEFAULT_CORRUPTION_KINDS))
+    # each prompt's improving rows come in a pair: the same prompt and think_1 once with the correct image_1 (keep)
+    # and once with a corrupted one (revise). The text context is identical, so only reading image_1 predicts the
+    # reflection; without pairs it can be guessed from think_1's plan (the initial modes keep one row per prompt)
+    improving_pairs: bool = False
     # conversations per parquet shard
     shard_size: int = 4096
     # rows shown in preview.png
@@ -95,6 +100,8 @@ class ShapesExample:
     kind: str
     # scorer's strict score of image_1
     image_1_strict: float
+    # the target scene image_2 draws (None where unknown)
+    scene: Scene | None = None
 
 
 def make_example(
@@ -109,6 +116,21 @@ def make_example(
     scene = layout_scene(meta, world, rng)
     image_2 = render_scene(scene, world)
     think_1 = write_think1(meta, rng, scene if layout_in_text else None, world)
+    plan = ShapesExample(meta, think_1, image_2, "", image_2, "", 1.0, scene)
+    return with_image_1(plan, world, rng, correct, layout_in_text, corruption_kinds)
+
+
+def with_image_1(
+    ex: ShapesExample,
+    world: ShapesWorldConfig,
+    rng: np.random.Generator,
+    correct: bool,
+    layout_in_text: bool = True,
+    corruption_kinds: tuple[str, ...] | list[str] = DEFAULT_CORRUPTION_KINDS,
+) -> ShapesExample:
+    """`ex` (its prompt, plan, target scene and image_2 kept) with a new image_1 and the reflection on it: the
+    target itself when `correct`, else a corruption of it. Raises if the scorer disagrees with the construction."""
+    meta, scene = ex.meta, ex.scene
     if correct:
         scene_1, kind = scene, "correct"
     else:
@@ -123,7 +145,7 @@ def make_example(
     think_2 = write_reflection(
         meta, score_1, rng, scene, world, final_scene=layout_in_text, style=world.reflection_style
     )
-    return ShapesExample(meta, think_1, image_1, think_2, image_2, kind, score_1.strict)
+    return ShapesExample(meta, ex.think_1, image_1, think_2, ex.image_2, kind, score_1.strict, scene)
 
 
 def mode_conversations(ex: ShapesExample) -> dict[str, list[Turn]]:
@@ -202,9 +224,24 @@ def build_shapes_data(out: str | Path, cfg: ShapesDataConfig) -> dict:
             if len(preview) < cfg.preview_rows:
                 preview.append(ex)
             row = {"index": i, "metadata": meta, "image_1_kind": ex.kind, "image_1_strict": ex.image_1_strict}
-            meta_file.write(json.dumps(row) + "\n")
             for mode, conv in mode_conversations(ex).items():
                 buffers[mode].append(conv)
+            if cfg.improving_pairs:
+                # the twin draws from its own stream, so the first example is the same with or without pairs
+                twin = with_image_1(
+                    ex,
+                    world,
+                    np.random.default_rng([cfg.seed, i, 1]),
+                    not correct,
+                    layout_in_text=cfg.layout_source == "text",
+                    corruption_kinds=cfg.corruption_kinds,
+                )
+                kinds[twin.kind] = kinds.get(twin.kind, 0) + 1
+                row["twin_image_1_kind"] = twin.kind
+                for mode, conv in mode_conversations(twin).items():
+                    if mode in M.IMPROVING_MODES:
+                        buffers[mode].append(conv)
+            meta_file.write(json.dumps(row) + "\n")
             if len(buffers[M.MODES[0]]) >= cfg.shard_size:
                 for mode in M.MODES:
                     write_mode_shard(out, mode, buffers[mode], shard=shard)
@@ -222,6 +259,8 @@ def build_shapes_data(out: str | Path, cfg: ShapesDataConfig) -> dict:
     return {
         "out": str(out),
         "conversations_per_mode": len(metas),
+        # the improving modes hold a keep / revise pair per prompt with improving_pairs
+        "improving_rows_per_prompt": 2 if cfg.improving_pairs else 1,
         "modes": list(M.MODES),
         "image_1_kinds": kinds,
         "heldout_prompts": len(heldout),

@@ -62,6 +62,10 @@ class PackingSection:
     think_cfg_dropout: float = 0.0
     # probability of dropping a condition image entirely (clean VAE and ViT together): the image-CFG branch
     image_cond_dropout: float = 0.0
+    # text parts with loss that come after a dropped image condition (the whole image, its clean-VAE block or its
+    # ViT block) train no loss and stay as context: inference never reads a condition image with a block missing,
+    # so text trained there learns to guess without it (the ShapesWorld reflection learned to repeat its plan)
+    mask_text_after_dropped_image: bool = False
     # system prompt put before every conversation (must match what inference uses); "" = none
     system_prompt: str = ""
 
@@ -182,6 +186,7 @@ class SFTRecipe:
             "vae_cond_dropout",
             "prompt_dropout",
             "think_cfg_dropout",
+            "image_cond_dropout",
         ):
             if not 0.0 <= getattr(d, name) <= 1.0:
                 raise ValueError(f"data.{name} must be in [0, 1], got {getattr(d, name)}")

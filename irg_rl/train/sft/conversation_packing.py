@@ -9,7 +9,9 @@ that is later a condition shares its position with its clean copy; nothing after
 Condition dropout (per sample, per condition): text parts without loss (`text_cond_dropout`), ViT blocks
 (`vit_cond_dropout`), clean VAE blocks (`vae_cond_dropout`), the user prompt (`prompt_dropout`), both blocks of
 a condition image at once (`image_cond_dropout`), the texts of a generated image's round (`think_cfg_dropout`). A dropped block
-is simply absent, as the image-free CFG branch is at inference. Noise, timesteps and dropout are drawn from a
+is simply absent, as the image-free CFG branch is at inference. With `mask_text_after_dropped_image`, text after
+a dropped image condition keeps its tokens (context for the images that follow) but trains no CE: inference
+always reads a condition image whole, and a reflection trained without its image learns to guess. Noise, timesteps and dropout are drawn from a
 generator seeded by (seed, sample uid), so a sample is encoded identically whatever micro-batch it lands in.
 """
 
@@ -144,6 +146,12 @@ def encode_conversation(
         return Segment("text", ids=[sp.im_start, *enc.encode_text(s), sp.im_end], loss=loss)
 
     dropped = _round_text_dropout(conv, opts.think_cfg_dropout, coin)
+    # set once an image condition is dropped: later text then trains no loss (opts.mask_text_after_dropped_image)
+    blind = False
+
+    def trains(need_loss: bool) -> bool:
+        return need_loss and not (blind and opts.mask_text_after_dropped_image)
+
     if opts.system_prompt:
         out.segments.append(text(opts.system_prompt, False))
     for ti, turn in enumerate(conv):
@@ -157,12 +165,13 @@ def encode_conversation(
                 continue
             if part.type == "text":
                 if part.need_loss or coin.random() >= opts.text_cond_dropout:
-                    out.segments.append(text(part.content, part.need_loss))
+                    out.segments.append(text(part.content, trains(part.need_loss)))
                 continue
             if not (part.need_loss or part.need_vae or part.need_vit):
                 continue  # an image nobody uses (all flags false) costs nothing
             image = _decode(part.content, here)
             keep_cond = coin.random() >= opts.image_cond_dropout
+            shown = 0  # condition blocks of this image kept
             if part.need_loss or (part.need_vae and keep_cond):
                 x0, grid = enc.vae_tokens(image)
                 x0 = x0.float()
@@ -175,9 +184,12 @@ def encode_conversation(
                     )
                 if part.need_vae and keep_cond and coin.random() >= opts.vae_cond_dropout:
                     out.segments.append(Segment("vae", tokens=x0, grid_hw=grid))
+                    shown += 1
             if part.need_vit and keep_cond and coin.random() >= opts.vit_cond_dropout:
                 patches, grid = enc.vit_patches(image)
                 out.segments.append(Segment("vit", tokens=patches, grid_hw=grid))
+                shown += 1
+            blind = blind or shown < int(part.need_vae) + int(part.need_vit)
     if not out.segments:
         raise ValueError(f"{where}: the conversation produced no tokens")
     return out
