@@ -256,3 +256,12 @@ def test_packing_options_come_from_the_data_section():
         2.5,
         3,
     )
+
+
+@pytest.mark.parametrize("key", ["image_cond_dropout", "vae_cond_dropout", "think_cfg_dropout"])
+def test_a_dropout_outside_0_1_is_refused_naming_its_key(key):
+    from irg_rl.config import load_config
+    from irg_rl.train.sft.config import SFTRecipe
+
+    with pytest.raises(ValueError, match=f"data.{key} must be in"):
+        load_config(SFTRecipe, "recipes/shapes/sft_stage1.yaml", [f"data.{key}=1.5"])

@@ -116,21 +116,22 @@ def make_example(
     scene = layout_scene(meta, world, rng)
     image_2 = render_scene(scene, world)
     think_1 = write_think1(meta, rng, scene if layout_in_text else None, world)
-    plan = ShapesExample(meta, think_1, image_2, "", image_2, "", 1.0, scene)
-    return with_image_1(plan, world, rng, correct, layout_in_text, corruption_kinds)
+    return with_image_1(meta, think_1, scene, image_2, world, rng, correct, layout_in_text, corruption_kinds)
 
 
 def with_image_1(
-    ex: ShapesExample,
+    meta: dict,
+    think_1: str,
+    scene: Scene,
+    image_2: np.ndarray,
     world: ShapesWorldConfig,
     rng: np.random.Generator,
     correct: bool,
     layout_in_text: bool = True,
     corruption_kinds: tuple[str, ...] | list[str] = DEFAULT_CORRUPTION_KINDS,
 ) -> ShapesExample:
-    """`ex` (its prompt, plan, target scene and image_2 kept) with a new image_1 and the reflection on it: the
-    target itself when `correct`, else a corruption of it. Raises if the scorer disagrees with the construction."""
-    meta, scene = ex.meta, ex.scene
+    """The example of a planned target (`scene`, drawn as `image_2`) whose image_1 is the target itself when
+    `correct`, else a corruption of it, with the reflection on image_1. Raises if the scorer disagrees."""
     if correct:
         scene_1, kind = scene, "correct"
     else:
@@ -145,7 +146,7 @@ def with_image_1(
     think_2 = write_reflection(
         meta, score_1, rng, scene, world, final_scene=layout_in_text, style=world.reflection_style
     )
-    return ShapesExample(meta, ex.think_1, image_1, think_2, ex.image_2, kind, score_1.strict, scene)
+    return ShapesExample(meta, think_1, image_1, think_2, image_2, kind, score_1.strict, scene)
 
 
 def mode_conversations(ex: ShapesExample) -> dict[str, list[Turn]]:
@@ -229,7 +230,10 @@ def build_shapes_data(out: str | Path, cfg: ShapesDataConfig) -> dict:
             if cfg.improving_pairs:
                 # the twin draws from its own stream, so the first example is the same with or without pairs
                 twin = with_image_1(
-                    ex,
+                    meta,
+                    ex.think_1,
+                    ex.scene,
+                    ex.image_2,
                     world,
                     np.random.default_rng([cfg.seed, i, 1]),
                     not correct,
