@@ -265,3 +265,17 @@ def test_a_dropout_outside_0_1_is_refused_naming_its_key(key):
 
     with pytest.raises(ValueError, match=f"data.{key} must be in"):
         load_config(SFTRecipe, "recipes/shapes/sft_stage1.yaml", [f"data.{key}=1.5"])
+
+
+def test_a_later_user_turn_with_loss_is_masked_after_a_dropped_image(enc):
+    img = np.zeros((32, 32, 3), np.uint8)
+    conv = [
+        Turn("user", "a red circle"),
+        Turn("assistant", [image_part(img, need_loss=False, need_vae=True, need_vit=True)]),
+        Turn("user", "lacks", need_loss=True),
+    ]
+    drop = {"vae_cond_dropout": 0.0, "image_cond_dropout": 1.0}
+    _, masked = _pack(enc, conv, PackingOptions(**drop, mask_text_after_dropped_image=True))
+    _, trained = _pack(enc, conv, PackingOptions(**drop))
+    assert masked.ce_indexes is None
+    assert trained.ce_labels.tolist() == enc.encode_text("lacks") + [enc.special.im_end]

@@ -204,6 +204,7 @@ def build_shapes_data(out: str | Path, cfg: ShapesDataConfig) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     world = cfg.world
+    layout_in_text = cfg.layout_source == "text"
     metas = generate_prompts(world, cfg.num_prompts, seed=cfg.seed, split="train")
     buffers: dict[str, list] = {m: [] for m in M.MODES}
     shard = 0
@@ -213,14 +214,7 @@ def build_shapes_data(out: str | Path, cfg: ShapesDataConfig) -> dict:
         for i, meta in enumerate(metas):
             rng = np.random.default_rng([cfg.seed, i])
             correct = bool(rng.random() < cfg.correct_share)
-            ex = make_example(
-                meta,
-                world,
-                rng,
-                correct,
-                layout_in_text=cfg.layout_source == "text",
-                corruption_kinds=cfg.corruption_kinds,
-            )
+            ex = make_example(meta, world, rng, correct, layout_in_text, cfg.corruption_kinds)
             kinds[ex.kind] = kinds.get(ex.kind, 0) + 1
             if len(preview) < cfg.preview_rows:
                 preview.append(ex)
@@ -229,16 +223,17 @@ def build_shapes_data(out: str | Path, cfg: ShapesDataConfig) -> dict:
                 buffers[mode].append(conv)
             if cfg.improving_pairs:
                 # the twin draws from its own stream, so the first example is the same with or without pairs
+                twin_rng = np.random.default_rng([cfg.seed, i, 1])
                 twin = with_image_1(
                     meta,
                     ex.think_1,
                     ex.scene,
                     ex.image_2,
                     world,
-                    np.random.default_rng([cfg.seed, i, 1]),
+                    twin_rng,
                     not correct,
-                    layout_in_text=cfg.layout_source == "text",
-                    corruption_kinds=cfg.corruption_kinds,
+                    layout_in_text,
+                    cfg.corruption_kinds,
                 )
                 kinds[twin.kind] = kinds.get(twin.kind, 0) + 1
                 row["twin_image_1_kind"] = twin.kind

@@ -10,8 +10,9 @@ Condition dropout (per sample, per condition): text parts without loss (`text_co
 (`vit_cond_dropout`), clean VAE blocks (`vae_cond_dropout`), the user prompt (`prompt_dropout`), both blocks of
 a condition image at once (`image_cond_dropout`), the texts of a generated image's round (`think_cfg_dropout`). A dropped block
 is simply absent, as the image-free CFG branch is at inference. With `mask_text_after_dropped_image`, text after
-a dropped image condition keeps its tokens (context for the images that follow) but trains no CE: inference
-always reads a condition image whole, and a reflection trained without its image learns to guess. Noise, timesteps and dropout are drawn from a
+a dropped image condition (assistant parts and later user turns) keeps its tokens (context for the images that
+follow) but trains no CE: inference always reads a condition image whole, and a reflection trained without its
+image learns to guess. Noise, timesteps and dropout are drawn from a
 generator seeded by (seed, sample uid), so a sample is encoded identically whatever micro-batch it lands in.
 """
 
@@ -157,7 +158,7 @@ def encode_conversation(
     for ti, turn in enumerate(conv):
         if turn.role == "user":
             if turn.need_loss or (coin.random() >= opts.prompt_dropout and (ti, -1) not in dropped):
-                out.segments.append(text(turn.content, turn.need_loss))
+                out.segments.append(text(turn.content, trains(turn.need_loss)))
             continue
         for pi, part in enumerate(turn.content):
             here = f"conversation[{ti}].content[{pi}]"
